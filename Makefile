@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.lloco-installed
+
+.PHONY: demo test test-fast bench serve clean env
+
+env: $(STAMP)
+
+# torch first (a CPU build from this machine's disk unless TORCH_SPEC says otherwise), so nothing
+# that depends on it pulls a multi-GB CUDA build; DS_BUILD_OPS=0 keeps DeepSpeed from compiling ops.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	DS_BUILD_OPS=0 $(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/python -m lloco.demo
+
+test: $(STAMP)
+	PREFECT_SERVER_ANALYTICS_ENABLED=false HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/compress.py
+
+serve: $(STAMP)
+	$(BIN)/lloco serve
+
+clean:
+	rm -rf demo_output .pytest_cache

@@ -1,0 +1,1 @@
+"""lloco: the Prefect-facing layer of LLoCO (local server and worker helpers, later the CLI)."""

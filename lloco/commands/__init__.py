@@ -1,0 +1,1 @@
+"""One module per `lloco` subcommand; each defines `register(subparsers)`."""
