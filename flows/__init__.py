@@ -1,0 +1,1 @@
+"""Prefect flows chaining the tasks: ingest, compress, finetune, evaluate, pipeline, backfill."""

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over one lloco_core call each (retries, cache keys, artifacts)."""
