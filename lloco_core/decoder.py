@@ -1,0 +1,160 @@
+"""The LLoCO decoder: the base LLaMA weights (plus an optional per-corpus LoRA adapter) reading
+`[ selected summary vectors in document order ; embed(prompt tokens, BOS first) ]`.
+
+Training (finetune) and inference (question answering) both build their inputs here, so the two can
+never disagree on the layout. LLoCO uses no projector: summary vectors go straight into the
+decoder's embedding space, which is why their hidden size must equal the decoder's.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import fsspec
+import torch
+from transformers import PreTrainedModel
+
+from .errors import InputError
+from .model import LlamaAutoCompressorModel, compute_dtype, flash_attention_available, load_config, resolve_device
+
+IGNORE_INDEX = -100
+"""Label value the loss skips (torch's CrossEntropyLoss default)."""
+
+
+def check_hidden_size(model: PreTrainedModel, hidden_size: int, where: str = "the stored embeddings") -> None:
+    """Summary vectors enter the decoder unprojected: a size mismatch is a user error, said plainly."""
+    model_hidden = int(model.config.hidden_size)
+    if model_hidden != int(hidden_size):
+        raise InputError(
+            f"hidden size mismatch: the decoder model has hidden_size {model_hidden}, but {where} have {hidden_size}; "
+            "use the same base model that compressed the corpus (LLoCO has no projector)"
+        )
+
+
+def build_decoder_inputs(model: PreTrainedModel, summaries: torch.Tensor | None, prompt_ids: Sequence[int]) -> torch.Tensor:
+    """One example's decoder input embeddings, shape [n_seg*S + len(prompt_ids), H].
+
+    `summaries` is [n_seg, S, H] (the selected segments, already in document order; None or n_seg=0
+    for no context); `prompt_ids` are token ids with BOS first (the caller adds BOS, the tokenizer's
+    `add_special_tokens` is not relied on). Summaries are cast to the embedding dtype and device.
+    """
+    embed = model.get_input_embeddings()
+    weight = embed.weight
+    ids = torch.as_tensor(list(prompt_ids), dtype=torch.long, device=weight.device)
+    prompt = embed(ids)
+    if summaries is None or summaries.numel() == 0:
+        return prompt
+    if summaries.dim() != 3:
+        raise ValueError(f"summaries must be [n_seg, S, H], got shape {tuple(summaries.shape)}")
+    check_hidden_size(model, summaries.shape[-1])
+    soft = summaries.to(device=weight.device, dtype=weight.dtype).reshape(-1, summaries.shape[-1])
+    return torch.cat([soft, prompt], dim=0)
+
+
+@dataclass
+class DecoderBatch:
+    """Padded inputs for several examples; `labels` only when labels were given."""
+
+    inputs_embeds: torch.Tensor  # [B, L, H]
+    attention_mask: torch.Tensor  # [B, L], 1 = real position
+    position_ids: torch.Tensor  # [B, L], 0.. counted over real positions only (padding-side safe)
+    labels: torch.Tensor | None = None  # [B, L], IGNORE_INDEX where no loss
+
+
+def pad_batch(
+    embeds: Sequence[torch.Tensor], labels: Sequence[torch.Tensor] | None = None, padding_side: str = "right"
+) -> DecoderBatch:
+    """Stack variable-length [L_i, H] inputs into one batch with an attention mask.
+
+    Use `padding_side="right"` for training and `"left"` for generation (new tokens then follow
+    every example's last real position). Padding positions get zero embeddings, mask 0 and label
+    IGNORE_INDEX; position ids count real positions only, so left padding does not shift them.
+    """
+    if not embeds:
+        raise ValueError("pad_batch needs at least one example")
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+    longest = max(e.shape[0] for e in embeds)
+    hidden = embeds[0].shape[-1]
+    like = embeds[0]
+    out = like.new_zeros((len(embeds), longest, hidden))
+    mask = torch.zeros((len(embeds), longest), dtype=torch.long, device=like.device)
+    lab = torch.full((len(embeds), longest), IGNORE_INDEX, dtype=torch.long, device=like.device) if labels is not None else None
+    for i, e in enumerate(embeds):
+        n = e.shape[0]
+        span = slice(longest - n, longest) if padding_side == "left" else slice(0, n)
+        out[i, span] = e
+        mask[i, span] = 1
+        if lab is not None:
+            lab[i, span] = labels[i].to(like.device)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    return DecoderBatch(out, mask, positions, lab)
+
+
+def context_budget_segments(window: int, summary_length: int, prompt_tokens: int, reserve_tokens: int = 0) -> int:
+    """How many summary segments fit the decoder window beside the prompt.
+
+    `window` is the decoder's context length in positions (e.g. 4096 for LLaMA-2; see
+    `decoder_window`), `prompt_tokens` the prompt length with BOS, `reserve_tokens` what must stay
+    free after it (the answer during training, `max_new_tokens` when generating). Never negative.
+    """
+    if summary_length <= 0:
+        raise ValueError("summary_length must be positive")
+    free = window - prompt_tokens - reserve_tokens
+    return max(0, free // summary_length)
+
+
+def decoder_window(model_or_config: PreTrainedModel | object, override: int | None = None) -> int:
+    """The decoder's context length: an explicit override, else the config's max_position_embeddings."""
+    if override:
+        return int(override)
+    config = getattr(model_or_config, "config", model_or_config)
+    return int(config.max_position_embeddings)
+
+
+def _local_adapter(adapter: str) -> tuple[str, tempfile.TemporaryDirectory | None]:
+    """A local folder for an adapter given as a folder or any fsspec URL (s3://…, file://…)."""
+    if "://" not in adapter or adapter.startswith("file://"):
+        path = adapter.removeprefix("file://")
+        if not os.path.isfile(os.path.join(path, "adapter_config.json")):
+            raise InputError(f"adapter {adapter!r} has no adapter_config.json: not a PEFT adapter folder")
+        return path, None
+    fs, remote = fsspec.core.url_to_fs(adapter)
+    if not fs.exists(f"{remote.rstrip('/')}/adapter_config.json"):
+        raise InputError(f"adapter {adapter!r} has no adapter_config.json: not a PEFT adapter folder")
+    tmp = tempfile.TemporaryDirectory(prefix="lloco-adapter-")
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        fs.get(f"{remote.rstrip('/')}/{name}", os.path.join(tmp.name, name))
+    return tmp.name, tmp
+
+
+def load_decoder(model_path: str, adapter_path_or_uri: str | None = None, device: str = "auto") -> PreTrainedModel:
+    """The decoder for training or inference: the AutoCompressor checkpoint's LLaMA weights, with
+    the PEFT LoRA adapter applied when one is given (a folder or an fsspec URL such as
+    `s3://bucket/root/corpus/adapters/<key>`). Returns a `LlamaAutoCompressorModel` or a
+    `peft.PeftModel` wrapping it, in eval mode, float32 on CPU and bf16 on CUDA.
+
+    Summary vectors from `embed_summary` are not used by the decoder; loading the same class keeps
+    one loading path for compressor and decoder.
+    """
+    config = load_config(model_path)
+    torch_device = resolve_device(device)
+    dtype = compute_dtype(torch_device)
+    attn = "flash_attention_2" if torch_device.type == "cuda" and flash_attention_available() else "sdpa"
+    try:
+        model = LlamaAutoCompressorModel.from_pretrained(model_path, config=config, dtype=dtype, attn_implementation=attn, use_safetensors=True)
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot load model weights from {model_path!r}: {err}") from err
+    if adapter_path_or_uri:
+        from peft import PeftModel
+
+        local, tmp = _local_adapter(adapter_path_or_uri)
+        try:
+            model = PeftModel.from_pretrained(model, local, is_trainable=False)
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+    return model.to(torch_device).eval()
