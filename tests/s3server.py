@@ -302,6 +302,10 @@ class SeaweedS3:
             except _PortLost as e:
                 last = e
                 self._kill()
+            except BaseException:
+                self.stop()  # never leave a process, socket dir or own temp dir behind
+                raise
+        self.stop()
         raise SeaweedS3Error(f"gave up after 3 port collisions: {last}")
 
     def _start_once(self, weed: str) -> None:

@@ -143,6 +143,8 @@ def test_context_manager_stops_server(tmp_path: Path) -> None:
         pid = srv.pid
         assert pid is not None
         rss = _rss_mib(pid)
+        t_exit = time.monotonic()
+    stopped = time.monotonic() - t_exit
     t0 = time.monotonic()
     srv.stop()  # second stop is a no-op
     assert time.monotonic() - t0 < 1
@@ -150,7 +152,8 @@ def test_context_manager_stops_server(tmp_path: Path) -> None:
     assert not _group_alive(pid)
     assert port_is_free(srv.port)
     assert not srv.health()
-    print(f"\n[prefect_local] context server start {srv.start_seconds:.1f} s, RSS {rss:.0f} MiB")
+    print(f"\n[prefect_local] context server start {srv.start_seconds:.1f} s, RSS {rss:.0f} MiB, "
+          f"stop {stopped:.1f} s (exit {srv.proc.returncode if srv.proc else None})")
 
 
 def test_stop_process_sends_second_term_then_kill(tmp_path: Path) -> None:

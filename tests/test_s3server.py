@@ -116,8 +116,10 @@ def test_early_exit_reports_log_tail(tmp_path: Path) -> None:
     fake = tmp_path / "fake-weed"
     fake.write_text("#!/bin/sh\necho 'fake weed: boom' >&2\nexit 3\n")
     fake.chmod(0o755)
+    server = SeaweedS3(tmp_path / "d", weed=os.fspath(fake))
     with pytest.raises(SeaweedS3Error, match=r"(?s)exited with 3.*fake weed: boom"):
-        SeaweedS3(tmp_path / "d", weed=os.fspath(fake)).start()
+        server.start()
+    assert server.proc is None and server._sock_dir is None  # cleaned up on failure
 
 
 def test_data_survives_restart(tmp_path: Path) -> None:
