@@ -1,0 +1,45 @@
+"""Shared test helpers: a compressed corpus and a real PEFT LoRA adapter in the store layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lloco_core.compress import compress
+from lloco_core.config import CompressConfig, IngestConfig
+from lloco_core.documents import ingest
+from lloco_core.prompts import default_prompts
+from lloco_core.storage import Store
+from tests.conftest import make_text
+
+
+def compressed_corpus(tmp_path: Path, model: Path, root: str, corpus: str = "c", docs: dict[str, str] | None = None) -> str:
+    """Ingest and compress a few documents; returns the encoder key."""
+    source = tmp_path / f"src-{corpus}"
+    source.mkdir()
+    for doc_id, text in (docs or {"alpha": make_text(1, 300), "beta": make_text(2, 120), "gamma": make_text(3, 60)}).items():
+        (source / f"{doc_id}.txt").write_text(text)
+    ingest(IngestConfig(root=root, corpus=corpus, source=str(source)))
+    return compress(CompressConfig(root=root, corpus=corpus, model=str(model), device="cpu")).encoder_key
+
+
+def save_adapter(model: Path, root: str, corpus: str = "c", key: str = "ad-test", seed: int = 0) -> str:
+    """A LoRA adapter (r=8 on q/k/v/o, random non-zero B so it changes outputs) saved as finetune does."""
+    from peft import LoraConfig, get_peft_model
+
+    from lloco_core.model import LlamaAutoCompressorModel
+
+    torch.manual_seed(seed)
+    base = LlamaAutoCompressorModel.from_pretrained(str(model))
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(base, lora)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    store = Store(root)
+    folder = store.path(corpus, "adapters", key)
+    peft_model.save_pretrained(folder, safe_serialization=True)
+    store.write_bytes(f"{folder}/prompts.json", default_prompts().to_json().encode())
+    return key

@@ -1,0 +1,110 @@
+"""Answering from summary vectors with the corpus adapter: cached == uncached, batched == single,
+the adapter changes outputs, the context layout and budget hold, and bad input fails clearly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lloco.cli import main
+from lloco_core.answer import Answerer, AskConfig, GenerationConfig, Question, answer
+from lloco_core.errors import InputError
+from tests.adapter_helpers import compressed_corpus, save_adapter
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, tiny_model):
+    """Corpus `c`: three documents (11 segments and two short ones), compressed, with one adapter."""
+    tmp = tmp_path_factory.mktemp("answer")
+    root = str(tmp / "store")
+    encoder_key = compressed_corpus(tmp, tiny_model, root)
+    save_adapter(tiny_model, root)
+    return root, encoder_key
+
+
+QUESTIONS = [
+    Question("Who holds the silver lantern by the river?", "alpha"),
+    Question("What did the captain write in the letter?", "beta"),
+    Question("Where is the golden tower?", "gamma"),
+    Question("Which bridge leads north?", None),
+]
+
+
+@pytest.fixture(scope="module")
+def answerer(corpus):
+    root, _ = corpus
+    return Answerer(GenerationConfig(root=root, corpus="c", device="cpu", max_new_tokens=12, window=512, max_segments=4, batch_size=4))
+
+
+def test_kv_cached_generation_equals_uncached(answerer):
+    prepared = [answerer.prepare(q) for q in QUESTIONS]
+    cached = answerer.generate(prepared, use_cache=True)
+    uncached = answerer.generate(prepared, use_cache=False)
+    assert [g.token_ids for g in cached] == [g.token_ids for g in uncached]
+    assert any(len(g.token_ids) > 3 for g in cached)
+
+
+def test_batched_generation_equals_one_at_a_time(answerer):
+    batched = answerer.answer(QUESTIONS)
+    single = [answerer.answer([q])[0] for q in QUESTIONS]
+    assert len({a.prompt_tokens for a in batched}) > 1  # rows of different length: padding is exercised
+    assert [a.token_ids for a in batched] == [a.token_ids for a in single]
+    assert [a.answer for a in batched] == [a.answer for a in single]
+
+
+def test_adapter_is_applied(corpus, answerer):
+    root, _ = corpus
+    base = Answerer(GenerationConfig(root=root, corpus="c", device="cpu", max_new_tokens=12, window=512, max_segments=4, no_adapter=True, model=answerer.model_path))
+    with_adapter = answerer.answer(QUESTIONS)
+    without = base.answer(QUESTIONS)
+    assert answerer.adapter is not None and answerer.adapter.key == "ad-test"
+    assert all(a.adapter_key == "ad-test" for a in with_adapter) and all(a.adapter_key is None for a in without)
+    assert [a.token_ids for a in with_adapter] != [a.token_ids for a in without]
+    # switching the adapter off inside the loaded PEFT model equals loading the base model alone
+    prepared = [base.prepare(q) for q in QUESTIONS]
+    assert [g.token_ids for g in answerer.generate(prepared, adapter=False)] == [a.token_ids for a in without]
+
+
+def test_context_layout_and_budget(answerer):
+    long_doc = answerer.embeddings.read_document("alpha")
+    assert len(long_doc.segment_index) > 4  # alpha does not fit: retrieval picks
+    q = QUESTIONS[0]
+    ids = answerer.render(q)
+    assert ids[0] == answerer.tokenizer.bos_token_id
+    result = answerer.answer([q])[0]
+    n = len(result.segments)
+    assert n == answerer.budget(len(ids)) == 4
+    assert [s["segment_index"] for s in result.segments] == sorted(s["segment_index"] for s in result.segments)
+    assert result.prompt_tokens == n * answerer.summary_length + len(ids) <= 512 - 12
+    short = answerer.answer([QUESTIONS[2]])[0]  # gamma fits whole: every segment, in order
+    assert [s["segment_index"] for s in short.segments] == list(range(len(answerer.embeddings.read_document("gamma").segment_index)))
+    corpus_wide = answerer.answer([QUESTIONS[3]])[0]
+    assert corpus_wide.doc_id is None and len({s["doc_id"] for s in corpus_wide.segments}) >= 1
+    assert result.latency_s > 0 and result.generated_tokens == len(result.token_ids)
+
+
+def test_bad_input_is_a_clear_error(corpus, root, tmp_path, tiny_model):
+    good_root, _ = corpus
+    with pytest.raises(InputError, match="corpus 'nope' does not exist"):
+        answer(AskConfig(root=good_root, corpus="nope", question="q?", device="cpu"))
+    with pytest.raises(InputError, match="document 'missing' is not in corpus 'c'"):
+        answer(AskConfig(root=good_root, corpus="c", doc_id="missing", question="q?", device="cpu", max_new_tokens=2))
+    with pytest.raises(InputError, match="no finished adapter 'other'"):
+        answer(AskConfig(root=good_root, corpus="c", adapter_key="other", question="q?", device="cpu"))
+    compressed_corpus(tmp_path, tiny_model, root, corpus="bare")  # compressed, never finetuned
+    with pytest.raises(InputError, match="no finished adapter"):
+        answer(AskConfig(root=root, corpus="bare", adapter_key="any", model=str(tiny_model), question="q?", device="cpu"))
+    with pytest.raises(InputError, match="pass --model"):
+        answer(AskConfig(root=root, corpus="bare", question="q?", device="cpu"))
+
+
+def test_cli_ask_prints_json_answer(corpus, capsys):
+    root, encoder_key = corpus
+    code = main(["ask", "Who holds the silver lantern?", "--corpus", "c", "--root", root, "--doc", "beta", "--max-new-tokens", "5", "--device", "cpu"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["adapter_key"] == "ad-test" and result["doc_id"] == "beta"
+    assert result["generated_tokens"] <= 5 and result["segments"] and result["prompt_tokens"] > 0
+    assert main(["ask", "q?", "--corpus", "c", "--root", root, "--doc", "nope", "--device", "cpu"]) == 2
+    assert "document 'nope' is not in corpus 'c'" in capsys.readouterr().err
