@@ -1,0 +1,362 @@
+"""Finetune one LoRA adapter per corpus on its compressed contexts, through DeepSpeed.
+
+    finetune(FinetuneConfig(...)) -> dict          # Python API
+    python -m lloco_core.finetune --corpus C --qa FILE --model PATH [--root URL] …   # one process
+    deepspeed --num_gpus 4 -m lloco_core.finetune --corpus C --qa FILE --model PATH …   # multi-GPU
+    torchrun --nproc_per_node 4 -m lloco_core.finetune …                               # same, torchrun
+
+Order of work, so that bad input never leaves anything in the store: load and validate the QA
+file, find the committed embeddings of every doc_id, check the model's hidden size against them,
+compute the adapter key (base weights hash, QA bytes hash, encoder key, document versions,
+training settings, prompt templates). A finished adapter under that key is returned as is;
+otherwise training resumes from the newest committed checkpoint, if any. The adapter, prompts,
+loss curve and summary are written, then committed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .compress import resolve_model_folder
+from .decoder import build_decoder_inputs, decoder_window, pad_batch
+from .embeddings import EmbeddingStore, pick_encoder
+from .errors import InputError
+from .fingerprint import checkpoint_fingerprint, stable_hash
+from .model import LlamaAutoCompressorModel, load_config, load_tokenizer, resolve_device
+from .prompts import PromptSet, default_prompts
+from .qa import QAData, check_documents, load_qa
+from .storage import Store
+from .training import engine as ds
+from .training.checkpoints import AdapterStore, step_tag
+from .training.config import FinetuneConfig
+from .training.examples import Example, build_examples, example_summaries, label_vector
+
+ADAPTER_FORMAT = 1
+ProgressFn = Callable[[dict[str, Any]], None]
+
+__all__ = ["FinetuneConfig", "finetune", "plan_finetune", "FinetunePlan", "main"]
+
+
+@dataclass
+class FinetunePlan:
+    """Everything validated and keyed before any training or writing."""
+
+    config: FinetuneConfig
+    store: Store
+    qa: QAData
+    encoder_key: str
+    index: dict[str, tuple[str, str]]
+    model_folder: str
+    summary_length: int
+    hidden_size: int
+    window: int
+    prompts: PromptSet
+    adapter_key: str
+    bf16: bool
+    use_cuda: bool
+
+    @property
+    def adapters(self) -> AdapterStore:
+        return AdapterStore(self.store, self.config.corpus, self.adapter_key)
+
+
+def plan_finetune(config: FinetuneConfig, prompts: PromptSet | None = None) -> FinetunePlan:
+    """Validate inputs and compute the adapter key; reads only, never writes."""
+    store = Store.from_config(config)
+    qa = load_qa(config.qa, store.options if config.qa.startswith("s3://") else None)
+    encoder_key = pick_encoder(store, config.corpus, config.encoder_key)
+    embeddings = EmbeddingStore(store, config.corpus, encoder_key)
+    index = embeddings.current_index()
+    check_documents(qa, index, config.corpus, encoder_key)
+    folder = resolve_model_folder(config.model, None)
+    model_config = load_config(folder)
+    meta = embeddings.read_shard(next(iter(index.values()))[1]).schema.metadata
+    stored_hidden, summary_length = int(meta[b"hidden_size"]), int(meta[b"summary_length"])
+    if stored_hidden != int(model_config.hidden_size):
+        raise InputError(
+            f"hidden size mismatch: model {config.model!r} has hidden_size {model_config.hidden_size}, but the embeddings "
+            f"in {embeddings.uri} have hidden_size {stored_hidden}; finetune with the base model that compressed the corpus"
+        )
+    use_cuda = resolve_device(config.device).type == "cuda"
+    bf16 = use_cuda if config.bf16 is None else config.bf16
+    prompts = prompts or default_prompts()
+    documents = sorted({(item.doc_id, index[item.doc_id][0]) for item in qa.items})
+    key = config.output_key or "lora-" + stable_hash(
+        {
+            "format": ADAPTER_FORMAT,
+            "base": checkpoint_fingerprint(folder),
+            "qa": qa.sha256,
+            "encoder": encoder_key,
+            "documents": documents,
+            "settings": config.training_settings(),
+            "bf16": bf16,
+            "prompts": json.loads(prompts.to_json()),
+            "world_size": int(__import__("os").environ.get("WORLD_SIZE", "1")),
+        }
+    )
+    window = decoder_window(model_config, config.decoder_window)
+    return FinetunePlan(config, store, qa, encoder_key, index, folder, summary_length, stored_hidden, window, prompts, key, bf16, use_cuda)
+
+
+def epoch_order(n: int, epoch: int, seed: int, multiple: int) -> list[int]:
+    """A seeded permutation per epoch, wrapped to a multiple of the global batch (every rank gets full batches)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
+    while len(order) % multiple:
+        order.append(order[len(order) % n])
+    return order
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int) -> torch.optim.lr_scheduler.LRScheduler:
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    if kind == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    if kind == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup, total)
+    return get_constant_schedule_with_warmup(optimizer, warmup)
+
+
+def build_model(plan: FinetunePlan) -> torch.nn.Module:
+    """Base weights in float32 (DeepSpeed casts for bf16 and keeps fp32 masters) + fresh LoRA."""
+    from peft import LoraConfig, get_peft_model
+
+    config = plan.config
+    attn = "sdpa"
+    base = LlamaAutoCompressorModel.from_pretrained(plan.model_folder, dtype=torch.float32, attn_implementation=attn, use_safetensors=True)
+    if config.gradient_checkpointing if config.gradient_checkpointing is not None else plan.use_cuda:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    base.config.use_cache = False
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM")
+    torch.manual_seed(config.seed)
+    return get_peft_model(base, lora)
+
+
+def _batch(engine_module: torch.nn.Module, examples: list[Example], documents: dict, device: torch.device) -> tuple[Any, int]:
+    embeds, labels = [], []
+    for ex in examples:
+        summaries = example_summaries(ex, documents)
+        e = build_decoder_inputs(engine_module, summaries, [*ex.prompt_ids, *ex.answer_ids])
+        embeds.append(e)
+        labels.append(label_vector(summaries.shape[0] * summaries.shape[1], len(ex.prompt_ids), ex.answer_ids))
+    batch = pad_batch(embeds, labels, padding_side="right")
+    return batch, int(batch.attention_mask.sum())
+
+
+def loss_plot_png(curve: list[dict[str, float]], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], marker="." if len(curve) < 60 else None)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (answer tokens)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _adapter_files(module: torch.nn.Module) -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory(prefix="lloco-adapter-") as tmp:
+        module.save_pretrained(tmp, safe_serialization=True)
+        return {name: (Path(tmp) / name).read_bytes() for name in ("adapter_config.json", "adapter_model.safetensors")}
+
+
+def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str, Any]:
+    """The DeepSpeed training loop with store checkpoints; returns the run summary (rank 0's)."""
+    config = plan.config
+    env = ds.prepare_environment(plan.use_cuda)
+    ds.init_distributed(env, plan.use_cuda)
+    import torch.distributed as dist
+
+    tokenizer = load_tokenizer(plan.model_folder)
+    embeddings = EmbeddingStore(plan.store, config.corpus, plan.encoder_key)
+    examples, documents = build_examples(
+        plan.qa.items, embeddings, plan.index, tokenizer, plan.prompts, plan.summary_length, plan.window, config.max_answer_tokens
+    )
+    for doc in documents.values():
+        if doc.summaries.numel():
+            check_hidden_size_of(plan, doc.summaries.shape[-1], embeddings.uri)
+
+    global_batch = config.micro_batch_size * env.world_size
+    micro_per_epoch = math.ceil(len(examples) / global_batch)
+    total_micro = micro_per_epoch * config.epochs
+    total_steps = math.ceil(total_micro / config.gradient_accumulation_steps)
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+        total_micro = min(total_micro, total_steps * config.gradient_accumulation_steps)
+    warmup = math.ceil(config.warmup_ratio * total_steps)
+
+    model = build_model(plan)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = make_scheduler(optimizer, config.lr_scheduler, warmup, total_steps)
+    engine = ds.initialize(model, optimizer, scheduler, ds.deepspeed_config(config.micro_batch_size, config.gradient_accumulation_steps, env.world_size, config.zero_stage, plan.bf16, config.max_grad_norm))
+    device = engine.device
+
+    adapters = plan.adapters
+    curve: list[dict[str, float]] = []
+    micro, resumed_from = 0, 0
+    staging = tempfile.TemporaryDirectory(prefix=f"lloco-ckpt-r{env.rank}-")
+    newest = adapters.newest_checkpoint()
+    if newest is not None:
+        local = adapters.download_checkpoint(newest["step"], Path(staging.name) / "resume")
+        _, client = engine.load_checkpoint(str(local.parent), tag=local.name, load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True)
+        micro, curve, resumed_from = client["micro_step"], client["curve"], client["step"]
+        ds.set_rng_state(client["rng"])
+    else:
+        torch.manual_seed(config.seed + 7919 * env.rank)
+
+    engine.train()
+    step = resumed_from
+    tokens = examples_seen = 0
+    window_loss: list[float] = []
+    started = time.perf_counter()
+    order_epoch, order = -1, []
+    while micro < total_micro:
+        epoch, position = divmod(micro, micro_per_epoch)
+        if epoch != order_epoch:
+            order, order_epoch = epoch_order(len(examples), epoch, config.seed, global_batch), epoch
+        chunk = order[position * global_batch : (position + 1) * global_batch]
+        mine = [examples[i] for i in chunk[env.rank :: env.world_size]]
+        batch, n_tokens = _batch(engine.module, mine, documents, device)
+        out = engine(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask.to(device), position_ids=batch.position_ids.to(device), labels=batch.labels.to(device))
+        engine.backward(out.loss)
+        boundary = engine.is_gradient_accumulation_boundary()
+        engine.step()
+        micro += 1
+        tokens += n_tokens
+        examples_seen += len(mine)
+        window_loss.append(float(out.loss.detach().float()))
+        if not boundary:
+            continue
+        step += 1
+        loss = torch.tensor(sum(window_loss) / len(window_loss))
+        if env.world_size > 1:
+            dist.all_reduce(loss)
+            loss /= env.world_size
+        window_loss = []
+        curve.append({"step": step, "loss": round(float(loss), 6), "lr": float(scheduler.get_last_lr()[0]), "epoch": epoch})
+        if on_progress and env.is_main:
+            on_progress({"event": "step", "step": step, "total_steps": total_steps, "loss": curve[-1]["loss"]})
+        if step % config.checkpoint_every == 0 and micro < total_micro:
+            _checkpoint(engine, adapters, env, staging.name, step, micro, curve, config.keep_checkpoints)
+            if on_progress and env.is_main:
+                on_progress({"event": "checkpoint", "step": step, "uri": adapters.uri + "/checkpoints/" + step_tag(step)})
+    seconds = time.perf_counter() - started
+
+    summary = {
+        "corpus": config.corpus,
+        "adapter_key": plan.adapter_key,
+        "adapter_uri": adapters.uri,
+        "encoder_key": plan.encoder_key,
+        "reused": False,
+        "steps": step,
+        "steps_run": step - resumed_from,
+        "resumed_from_step": resumed_from,
+        "examples": len(examples),
+        "epochs": config.epochs,
+        "first_loss": curve[0]["loss"] if curve else None,
+        "last_loss": curve[-1]["loss"] if curve else None,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": round(tokens * env.world_size / seconds, 1) if seconds else 0.0,
+        "examples_per_s": round(examples_seen * env.world_size / seconds, 3) if seconds else 0.0,
+        "world_size": env.world_size,
+        "zero_stage": config.zero_stage,
+        "bf16": plan.bf16,
+    }
+    if env.is_main:
+        files = _adapter_files(engine.module)
+        files["prompts.json"] = plan.prompts.to_json().encode()
+        files["loss.json"] = json.dumps(curve, indent=1).encode()
+        files["loss.png"] = loss_plot_png(curve, f"{config.corpus} / {plan.adapter_key}")
+        adapters.publish(files, summary)
+        adapters.remove_checkpoints()
+    if env.world_size > 1:
+        dist.barrier()
+    staging.cleanup()
+    return summary
+
+
+def check_hidden_size_of(plan: FinetunePlan, hidden: int, where: str) -> None:
+    if hidden != plan.hidden_size:
+        raise InputError(f"embeddings in {where} have hidden size {hidden}, but their shard metadata says {plan.hidden_size}")
+
+
+def _checkpoint(engine: Any, adapters: AdapterStore, env: ds.DistEnv, staging: str, step: int, micro: int, curve: list, keep: int) -> None:
+    """DeepSpeed saves locally (trainable weights, optimizer partitions, scheduler, client state), every rank uploads its files, rank 0 commits."""
+    import torch.distributed as dist
+
+    tag = step_tag(step)
+    local = Path(staging) / "save"
+    client = {"step": step, "micro_step": micro, "curve": curve, "rng": ds.rng_state()}
+    engine.save_checkpoint(str(local), tag=tag, client_state=client, save_latest=False, exclude_frozen_parameters=True)
+    adapters.upload_checkpoint(local / tag, step)
+    if env.world_size > 1:
+        dist.barrier()
+    if env.is_main:
+        adapters.commit_checkpoint(step, {"micro_step": micro, "world_size": env.world_size})
+        adapters.prune_checkpoints(keep)
+    for path in (local / tag).iterdir():
+        path.unlink()
+
+
+def finetune(config: FinetuneConfig, prompts: PromptSet | None = None, on_progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Validate, key, reuse a finished adapter or train (resuming from the newest checkpoint)."""
+    plan = plan_finetune(config, prompts)
+    done = plan.adapters.finished()
+    if done is not None:
+        return {**done, "reused": True}
+    return train(plan, on_progress)
+
+
+def _progress_to_stderr(event: dict[str, Any]) -> None:
+    print("lloco-progress " + json.dumps(event), file=sys.stderr, flush=True)
+
+
+def config_from_args(argv: list[str] | None = None) -> FinetuneConfig:
+    """Every FinetuneConfig field as a --flag (the launcher path has no other CLI)."""
+    parser = argparse.ArgumentParser(prog="python -m lloco_core.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    for name, field in FinetuneConfig.model_fields.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=field.description)
+    args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None and k != "local_rank"}
+    if "target_modules" in args:
+        args["target_modules"] = [m.strip() for m in args["target_modules"].split(",") if m.strip()]
+    return FinetuneConfig(**args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    try:
+        result = finetune(config_from_args(argv), on_progress=_progress_to_stderr)
+    except (InputError, ValidationError) as err:
+        print(f"finetune: error: {err}", file=sys.stderr)
+        return 2
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""DeepSpeed set-up: process environment, the engine config, and the engine itself.
+
+Launch modes:
+- one process (CLI, tests, a Prefect task's subprocess): world size 1 is set up here
+  (RANK/WORLD_SIZE/LOCAL_RANK, MASTER_ADDR 127.0.0.1 and a free MASTER_PORT).
+- several GPUs: `deepspeed --num_gpus N -m lloco_core.finetune …` or
+  `torchrun --nproc_per_node N -m lloco_core.finetune …`; the launcher sets the environment.
+
+On CPU the DeepSpeed CPU accelerator runs with gloo. At world size 1 its shared-memory
+all-reduce op is never used, so it is marked unavailable before the engine starts: that skips a
+~70 s JIT compile on a fresh machine. The optimizer is a torch AdamW object, so DeepSpeed never
+compiles `fused_adam`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int
+    local_rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prepare_environment(use_cuda: bool) -> DistEnv:
+    """Fill in a world-size-1 environment unless a launcher already did; pick the accelerator."""
+    if not use_cuda:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ.setdefault("LOCAL_RANK", "0")
+    return DistEnv(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
+
+
+def init_distributed(env: DistEnv, use_cuda: bool) -> None:
+    import deepspeed
+
+    if env.world_size == 1 and not use_cuda:
+        # Edits to this dict persist (deepspeed/ops/__init__.py caches it for that purpose).
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    if use_cuda:
+        torch.cuda.set_device(env.local_rank)
+    deepspeed.init_distributed(dist_backend="nccl" if use_cuda else "gloo")
+
+
+def deepspeed_config(micro_batch_size: int, grad_accum: int, world_size: int, zero_stage: int, bf16: bool, max_grad_norm: float) -> dict[str, Any]:
+    """The engine config (ZeRO stage, precision, batch sizes). Optimizer and scheduler are objects."""
+    return {
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": micro_batch_size * grad_accum * world_size,
+        "gradient_clipping": max_grad_norm,
+        "zero_optimization": {"stage": zero_stage},
+        "zero_allow_untested_optimizer": True,
+        "bf16": {"enabled": bf16},
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
+
+
+def initialize(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, config: dict[str, Any]) -> Any:
+    """`deepspeed.initialize` with torch optimizer/scheduler objects; returns the engine."""
+    import deepspeed
+
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config)
+    return engine
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
