@@ -1,0 +1,100 @@
+"""Evaluation: every system on the same examples, benchmark contexts become corpus documents,
+outputs land under the eval key, a re-run is cached, and bad input fails clearly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lloco.cli import main
+from lloco_core.documents import DocumentTable
+from lloco_core.embeddings import list_encoders
+from lloco_core.errors import InputError
+from lloco_core.evaluate import ALL_SYSTEMS, EvaluateConfig, eval_doc_id, evaluate, truncate_middle
+from lloco_core.storage import Store
+from tests.adapter_helpers import compressed_corpus, save_adapter
+from tests.conftest import make_text
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_model):
+    tmp = tmp_path_factory.mktemp("evaluate")
+    root = str(tmp / "store")
+    encoder_key = compressed_corpus(tmp, tiny_model, root)
+    save_adapter(tiny_model, root)
+    bench = tmp / "qasper.jsonl"
+    records = [
+        {"_id": f"q{i}", "input": f"Which {w} stands by the river?", "context": make_text(40 + i % 2, 500), "answers": [w], "dataset": "qasper"}
+        for i, w in enumerate(["castle", "tower", "bridge"])
+    ]
+    bench.write_text("".join(json.dumps(r) + "\n" for r in records))
+    qa = tmp / "qa.jsonl"
+    qa.write_text(
+        json.dumps({"id": "a1", "doc_id": "alpha", "question": "Who rides north?", "answers": ["the king"]}) + "\n"
+        + json.dumps({"id": "b1", "doc_id": "beta", "question": "Which season?", "options": ["winter", "summer", "spring", "autumn"], "answers": ["A"]}) + "\n"
+    )
+    return root, encoder_key, bench, qa, records
+
+
+def settings(root, **extra):
+    return dict(root=root, corpus="c", device="cpu", max_new_tokens=6, window=384, batch_size=4, **extra)
+
+
+def test_benchmark_eval_compares_all_systems_and_writes_report(setup):
+    root, encoder_key, bench, _, records = setup
+    summary = evaluate(EvaluateConfig(eval_set=str(bench), **settings(root)))
+    store = Store(root)
+    # contexts became documents (two distinct contexts: content-hashed ids), compressed under the same encoder
+    current = DocumentTable(store, "c").current()
+    assert {eval_doc_id("qasper", r["context"]) for r in records} <= set(current)
+    assert list_encoders(store, "c") == [encoder_key] == [summary["encoder_key"]]
+    assert list(summary["systems"]) == list(ALL_SYSTEMS) and summary["adapter_key"] == "ad-test"
+    s = summary["systems"]
+    assert s["lloco"]["mean_prompt_tokens"] < s["truncated"]["mean_prompt_tokens"] <= 384
+    assert s["lloco"]["compression_ratio"] > 1 and s["no_context"]["mean_prompt_tokens"] < s["lloco"]["mean_prompt_tokens"]
+    folder = summary["out"]
+    assert summary["eval_key"] in folder
+    rows = [json.loads(line) for line in open(f"{folder}/predictions.jsonl")]
+    assert len(rows) == 3 * len(ALL_SYSTEMS)
+    for row in rows:
+        assert {"prediction", "references", "score", "prompt_tokens", "latency_s"} <= set(row)
+        assert 0.0 <= row["score"] <= 1.0 and row["latency_s"] > 0
+    report = open(f"{folder}/report.md").read()
+    assert "rouge-score" in report and "LLoCO + adapter" in report and "compression ratio" in report
+    assert open(f"{folder}/plot.png", "rb").read(4) == b"\x89PNG"
+    again = evaluate(EvaluateConfig(eval_set=str(bench), **settings(root)))
+    assert again["cached"] is True and again["eval_key"] == summary["eval_key"]
+    other = evaluate(EvaluateConfig(eval_set=str(bench), systems=["lloco"], **settings(root)))
+    assert other["eval_key"] != summary["eval_key"] and list(other["systems"]) == ["lloco"]
+
+
+def test_corpus_qa_file_and_cli(setup, capsys):
+    root, _, _, qa, _ = setup
+    code = main(["evaluate", str(qa), "--corpus", "c", "--root", root, "--device", "cpu", "--max-new-tokens", "4", "--systems", "lloco,lloco_base,retrieval"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["examples"] == 2 and set(summary["systems"]) == {"lloco", "lloco_base", "retrieval"}
+    rows = [json.loads(line) for line in open(f"{summary['out']}/predictions.jsonl")]
+    assert {r["metric"] for r in rows} == {"qa_f1", "accuracy"}
+
+
+def test_bad_input(setup, tmp_path):
+    root, _, bench, _, _ = setup
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text(json.dumps({"title": "x", "body": "y"}) + "\n")
+    with pytest.raises(InputError, match="cannot tell the format"):
+        evaluate(EvaluateConfig(eval_set=str(wrong), **settings(root)))
+    bad_doc = tmp_path / "qa.jsonl"
+    bad_doc.write_text(json.dumps({"id": "x", "doc_id": "nowhere", "question": "q?", "answers": ["a"]}) + "\n")
+    with pytest.raises(InputError, match="document 'nowhere' is not in corpus 'c'"):
+        evaluate(EvaluateConfig(eval_set=str(bad_doc), **settings(root)))
+    with pytest.raises(InputError, match="no finished adapter 'missing'"):
+        evaluate(EvaluateConfig(eval_set=str(bench), adapter_key="missing", **settings(root)))
+    with pytest.raises(InputError, match="no such file"):
+        evaluate(EvaluateConfig(eval_set=str(tmp_path / "absent.jsonl"), **settings(root)))
+
+
+def test_truncate_middle_keeps_both_ends():
+    assert truncate_middle(list(range(10)), 4) == [0, 1, 8, 9]
+    assert truncate_middle([1, 2], 5) == [1, 2] and truncate_middle([1, 2], 0) == []
