@@ -1,10 +1,10 @@
 """Find a corpus's finished LoRA adapters in the store: `<root>/<corpus>/adapters/<adapter-key>/`.
 
-A finished adapter is a folder holding the standard PEFT files (`adapter_config.json`,
-`adapter_model.safetensors`) written by `save_pretrained`, and `prompts.json` (the templates it was
-trained with). Training checkpoints live below it and are never picked. Base model and encoder key
-come from the adapter's metadata when finetune recorded them (a JSON file beside it), else from
-PEFT's `base_model_name_or_path`.
+A finished adapter is one whose commit record `_commits/adapter.json` exists (written last by
+finetune's `AdapterStore.publish`), beside the standard PEFT files, `prompts.json` (the templates it
+was trained with) and `finetune.json` (the run summary, which names the encoder key). Training
+checkpoints below it are never picked. The base model is PEFT's `base_model_name_or_path` unless
+the summary names one. Newest = latest commit time.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 from .errors import InputError
 from .prompts import PromptSet, default_prompts
 from .storage import Store
+from .training.checkpoints import FINISHED, AdapterStore
 
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors")
 PROMPTS_FILE = "prompts.json"
-METADATA_FILES = ("adapter.json", "metadata.json", "manifest.json", "training.json")
 
 
 @dataclass(frozen=True)
@@ -46,25 +46,20 @@ def _first_str(record: dict[str, Any], *names: str) -> str | None:
 
 def read_adapter(store: Store, corpus: str, key: str) -> AdapterInfo | None:
     """The adapter under `key` if it is finished, else None."""
-    folder = store.path(corpus, "adapters", key)
-    if not all(store.exists(f"{folder}/{name}") for name in REQUIRED_FILES):
+    adapters = AdapterStore(store, corpus, key)
+    folder = adapters.prefix
+    if not adapters.log.is_committed(FINISHED) or not all(store.exists(f"{folder}/{name}") for name in REQUIRED_FILES):
         return None
+    record = store.read_json(adapters.log.record_path(FINISHED))
     peft_config = store.read_json(f"{folder}/adapter_config.json")
-    meta: dict[str, Any] = {}
-    for name in METADATA_FILES:
-        if store.exists(f"{folder}/{name}"):
-            meta = store.read_json(f"{folder}/{name}")
-            break
+    meta: dict[str, Any] = store.read_json(f"{folder}/finetune.json") if store.exists(f"{folder}/finetune.json") else {}
     prompts = PromptSet.from_json(store.fs.cat_file(f"{folder}/{PROMPTS_FILE}")) if store.exists(f"{folder}/{PROMPTS_FILE}") else default_prompts()
-    try:
-        modified = store.fs.modified(f"{folder}/adapter_model.safetensors").timestamp()
-    except (NotImplementedError, OSError):
-        modified = 0.0
+    modified = float(record.get("committed_ns", 0)) / 1e9
     return AdapterInfo(
         key=key,
         uri=store.uri(folder),
         base_model=_first_str(meta, "base_model", "model", "model_path") or peft_config.get("base_model_name_or_path"),
-        encoder_key=_first_str(meta, "encoder_key"),
+        encoder_key=meta.get("encoder_key") if isinstance(meta.get("encoder_key"), str) else None,
         prompts=prompts,
         modified=modified,
     )

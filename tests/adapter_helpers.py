@@ -11,6 +11,7 @@ from lloco_core.config import CompressConfig, IngestConfig
 from lloco_core.documents import ingest
 from lloco_core.prompts import default_prompts
 from lloco_core.storage import Store
+from lloco_core.training.checkpoints import AdapterStore
 from tests.conftest import make_text
 
 
@@ -24,8 +25,9 @@ def compressed_corpus(tmp_path: Path, model: Path, root: str, corpus: str = "c",
     return compress(CompressConfig(root=root, corpus=corpus, model=str(model), device="cpu")).encoder_key
 
 
-def save_adapter(model: Path, root: str, corpus: str = "c", key: str = "ad-test", seed: int = 0) -> str:
-    """A LoRA adapter (r=8 on q/k/v/o, random non-zero B so it changes outputs) saved as finetune does."""
+def save_adapter(model: Path, root: str, corpus: str = "c", key: str = "ad-test", seed: int = 0, encoder_key: str | None = None, publish: bool = True) -> str:
+    """A LoRA adapter (r=8 on q/k/v/o, random non-zero B so it changes outputs), published as finetune does:
+    PEFT files + prompts.json, then finetune.json and the commit record last."""
     from peft import LoraConfig, get_peft_model
 
     from lloco_core.model import LlamaAutoCompressorModel
@@ -42,4 +44,6 @@ def save_adapter(model: Path, root: str, corpus: str = "c", key: str = "ad-test"
     folder = store.path(corpus, "adapters", key)
     peft_model.save_pretrained(folder, safe_serialization=True)
     store.write_bytes(f"{folder}/prompts.json", default_prompts().to_json().encode())
+    if publish:  # without the commit record the adapter is an unfinished run
+        AdapterStore(store, corpus, key).publish({}, {"corpus": corpus, "adapter_key": key, "encoder_key": encoder_key})
     return key

@@ -19,7 +19,7 @@ def corpus(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("answer")
     root = str(tmp / "store")
     encoder_key = compressed_corpus(tmp, tiny_model, root)
-    save_adapter(tiny_model, root)
+    save_adapter(tiny_model, root, encoder_key=encoder_key)
     return root, encoder_key
 
 
@@ -93,6 +93,9 @@ def test_bad_input_is_a_clear_error(corpus, root, tmp_path, tiny_model):
     with pytest.raises(InputError, match="no finished adapter 'other'"):
         answer(AskConfig(root=good_root, corpus="c", adapter_key="other", question="q?", device="cpu"))
     compressed_corpus(tmp_path, tiny_model, root, corpus="bare")  # compressed, never finetuned
+    save_adapter(tiny_model, root, corpus="bare", key="half", publish=False)  # a run that never finished
+    with pytest.raises(InputError, match="no finished adapter 'half'"):
+        answer(AskConfig(root=root, corpus="bare", adapter_key="half", question="q?", device="cpu"))
     with pytest.raises(InputError, match="no finished adapter"):
         answer(AskConfig(root=root, corpus="bare", adapter_key="any", model=str(tiny_model), question="q?", device="cpu"))
     with pytest.raises(InputError, match="pass --model"):

@@ -22,7 +22,7 @@ def setup(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("evaluate")
     root = str(tmp / "store")
     encoder_key = compressed_corpus(tmp, tiny_model, root)
-    save_adapter(tiny_model, root)
+    save_adapter(tiny_model, root, encoder_key=encoder_key)
     bench = tmp / "qasper.jsonl"
     records = [
         {"_id": f"q{i}", "input": f"Which {w} stands by the river?", "context": make_text(40 + i % 2, 500), "answers": [w], "dataset": "qasper"}
