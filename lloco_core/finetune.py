@@ -323,7 +323,7 @@ def finetune(config: FinetuneConfig, prompts: PromptSet | None = None, on_progre
     plan = plan_finetune(config, prompts)
     done = plan.adapters.finished()
     if done is not None:
-        return {**done, "reused": True}
+        return {**done, "reused": True, "steps_run": 0}
     return train(plan, on_progress)
 
 
