@@ -158,6 +158,16 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]
 
 
+def resolve_generation(config: GenerationConfig, store: Store) -> tuple[AdapterInfo | None, str, str]:
+    """Adapter (named, newest finished, or none), base model path and encoder key, without loading a model."""
+    adapter = None if config.no_adapter else resolve_adapter(store, config.corpus, config.adapter_key, required=config.adapter_key is not None)
+    model = config.model or (adapter.base_model if adapter else None)
+    if not model:
+        raise InputError(f"corpus {config.corpus!r}: no adapter to take the base model from; pass --model")
+    encoder_key = pick_encoder(store, config.corpus, config.encoder_key or (adapter.encoder_key if adapter else None))
+    return adapter, model, encoder_key
+
+
 class Answerer:
     """A loaded decoder (+ adapter) over one corpus's embeddings; answers many questions."""
 
@@ -168,12 +178,8 @@ class Answerer:
         self.documents = DocumentTable(self.store, config.corpus).current()
         if not self.documents:
             raise InputError(f"corpus {config.corpus!r} does not exist in {self.store.uri(self.store.root)} (it has no documents)")
-        self.adapter: AdapterInfo | None = None if config.no_adapter else resolve_adapter(self.store, config.corpus, config.adapter_key, required=config.adapter_key is not None)
-        model = config.model or (self.adapter.base_model if self.adapter else None)
-        if not model:
-            raise InputError(f"corpus {config.corpus!r}: no adapter to take the base model from; pass --model")
+        self.adapter, model, self.encoder_key = resolve_generation(config, self.store)
         self.model_path = model
-        self.encoder_key = pick_encoder(self.store, config.corpus, config.encoder_key or (self.adapter.encoder_key if self.adapter else None))
         self.embeddings = EmbeddingStore(self.store, config.corpus, self.encoder_key)
         self.index = self.embeddings.current_index()
         self.model = load_decoder(model, self.adapter.uri if self.adapter else None, config.device)

@@ -28,7 +28,7 @@ import torch
 from pydantic import Field
 
 from .adapters import resolve_adapter
-from .answer import Answerer, GenerationConfig, Prepared, Question, prompt_ids
+from .answer import Answerer, GenerationConfig, Prepared, Question, resolve_generation
 from .compress import compress, resolve_model_folder
 from .config import CompressConfig
 from .documents import DocumentTable
@@ -222,15 +222,16 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     if not DocumentTable(store, config.corpus).current() and not documents:
         raise InputError(f"corpus {config.corpus!r} does not exist in {store.uri(store.root)} (it has no documents)")
     encoder_key = ensure_documents(config, store, documents) or config.encoder_key
-    answerer = Answerer(config.model_copy(update={"encoder_key": encoder_key}))
-    systems = [s for s in config.systems if s != "lloco" or answerer.adapter is not None]
-    skipped = [s for s in config.systems if s not in systems]
-    weights = checkpoint_fingerprint(resolve_model_folder(answerer.model_path, None))
-    key = eval_key(config, answerer.adapter.key if answerer.adapter else None, answerer.encoder_key, _file_sha256(config.eval_set), weights)
+    config = config.model_copy(update={"encoder_key": encoder_key})
+    adapter, model_path, encoder_key = resolve_generation(config, store)
+    weights = checkpoint_fingerprint(resolve_model_folder(model_path, None))
+    key = eval_key(config, adapter.key if adapter else None, encoder_key, _file_sha256(config.eval_set), weights)
     folder = store.path(config.corpus, "evals", key)
     if not config.force and store.exists(f"{folder}/metrics.json"):
-        summary = store.read_json(f"{folder}/metrics.json")
-        return {**summary, "cached": True}
+        return {**store.read_json(f"{folder}/metrics.json"), "cached": True}
+    answerer = Answerer(config)
+    systems = [s for s in config.systems if s != "lloco" or answerer.adapter is not None]
+    skipped = [s for s in config.systems if s not in systems]
     for item in items:
         answerer.check_document(item.doc_id)
     questions = [Question(i.question, i.doc_id, i.task, i.options) for i in items]
@@ -267,7 +268,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         "out": store.uri(folder),
     }
     write_report(store, folder, summary, rows)
-    return summary
+    return {**summary, "cached": False}
 
 
 def aggregate(rows: list[dict[str, Any]], systems: list[str]) -> dict[str, dict[str, Any]]:
