@@ -1,0 +1,74 @@
+"""A finetune killed with SIGKILL after a committed checkpoint resumes from it and ends with the
+same adapter as an uninterrupted run, without repeating finished steps (the CLI, as a user runs it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lloco_core.finetune import FinetuneConfig, finetune
+from tests.finetune_helpers import make_corpus, sharpen_head
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = dict(epochs=10, learning_rate=5e-3, checkpoint_every=3)  # 40 steps; dropout 0.05 stays on (RNG is restored)
+
+
+def _cli(root: str, qa: Path, model: Path) -> list[str]:
+    args = [sys.executable, "-m", "lloco.cli", "finetune", "--corpus", "c", "--qa", str(qa), "--model", str(model), "--root", root, "--device", "cpu"]
+    for name, value in SETTINGS.items():
+        args += ["--" + name.replace("_", "-"), str(value)]
+    return args
+
+
+@pytest.mark.slow
+def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(tiny_model: Path, tmp_path: Path) -> None:
+    model = sharpen_head(tiny_model, tmp_path / "model")
+    root = str(tmp_path / "store")
+    qa = make_corpus(root, model, tmp_path)
+    reference_root = str(tmp_path / "reference")
+    shutil.copytree(root, reference_root)
+    commits = Path(root, "c", "adapters")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    proc = subprocess.Popen(_cli(root, qa, model), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    killed_after: list[str] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        records = list(commits.glob("*/checkpoints/_commits/*.json"))
+        if records:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_after = [r.stem for r in records]
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=30)
+    assert killed_after, "the run ended before any checkpoint was committed"
+    assert proc.returncode == -signal.SIGKILL
+    assert not list(commits.glob("*/_commits/adapter.json")), "the adapter must not be finished after the kill"
+
+    resumed = subprocess.run(_cli(root, qa, model), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["resumed_from_step"] >= 3 and summary["resumed_from_step"] % 3 == 0
+    assert summary["steps"] == 40 and summary["steps_run"] == 40 - summary["resumed_from_step"]  # no step repeated
+    curve = json.loads(Path(summary["adapter_uri"], "loss.json").read_text())
+    assert [p["step"] for p in curve] == list(range(1, 41))
+
+    reference = finetune(FinetuneConfig(root=reference_root, corpus="c", qa=str(qa), model=str(model), device="cpu", **SETTINGS))
+    assert reference["adapter_key"] == summary["adapter_key"] and reference["resumed_from_step"] == 0
+    got = load_file(Path(summary["adapter_uri"], "adapter_model.safetensors"))
+    want = load_file(Path(reference["adapter_uri"], "adapter_model.safetensors"))
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6)
+    ref_curve = json.loads(Path(reference["adapter_uri"], "loss.json").read_text())
+    torch.testing.assert_close(torch.tensor([p["loss"] for p in curve]), torch.tensor([p["loss"] for p in ref_curve]), rtol=1e-4, atol=1e-5)
