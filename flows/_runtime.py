@@ -9,16 +9,18 @@ runs the retry.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any, Literal
 
 from prefect import Flow
-from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
+from prefect.filesystems import RemoteFileSystem, WritableFileSystem
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
 from lloco_core.config import NAME_PATTERN, CompressConfig, StoreConfig
+from lloco_core.fingerprint import stable_hash
 from lloco_core.model import resolve_device
 from lloco_core.storage import Store
 
@@ -60,13 +62,19 @@ class ScaleOptions(BaseModel):
     dask_workers: int = Field(default=2, ge=1, le=1024, description="Worker processes of the local Dask cluster (one per GPU on a GPU node).")
 
 
-def result_storage(store: StoreConfig) -> WritableFileSystem:
-    """Prefect result storage under the store root: a local folder, or any fsspec URL (S3)."""
+def result_storage(store: StoreConfig) -> Path | WritableFileSystem:
+    """Prefect result storage under the store root: a local folder, or any fsspec URL (S3).
+
+    A flow's remote storage must be a saved block: it is saved under a name derived from the URL
+    (endpoint only; keys stay in the worker's environment), so every run of that root shares it.
+    """
     s = Store.from_config(store)
     base = s.uri(s.path("_prefect", "results"))
     if s.is_local:
-        return LocalFileSystem(basepath=base)
-    return RemoteFileSystem(basepath=base, settings=dict(s.options))
+        return Path(base)
+    block = RemoteFileSystem(basepath=base, settings=dict(s.options))
+    block.save("lloco-results-" + stable_hash({"base": base, **s.options}), overwrite=True)
+    return block
 
 
 def task_runner(scale: ScaleOptions) -> TaskRunner[Any]:

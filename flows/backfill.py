@@ -7,12 +7,15 @@ costs its child a hash comparison and a commit-record listing: nothing is writte
 
 from __future__ import annotations
 
+import time
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.deployments import run_deployment
-from prefect.flow_runs import wait_for_flow_run
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,8 +55,19 @@ def child_parameters(config: BackfillConfig, collection: Collection) -> dict[str
     return {"config": child.model_dump(mode="json")}
 
 
+def wait_for(flow_run_id: UUID, timeout: float, poll_s: float = 1.0) -> FlowRun:
+    """Poll a child run until it is final (or the timeout passes; it is returned as it stands)."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            if (run.state and run.state.is_final()) or time.monotonic() > deadline:
+                return run
+            time.sleep(poll_s)
+
+
 def _run_name() -> str:
-    names = [c["name"] for c in flow_run.parameters["config"]["collections"]]
+    names = [c.name for c in BackfillConfig.model_validate(flow_run.parameters["config"]).collections]
     return "backfill-" + "-".join(names[:3]) + (f"-and-{len(names) - 3}-more" if len(names) > 3 else "")
 
 
@@ -67,7 +81,7 @@ def backfill_flow(config: BackfillConfig) -> list[dict[str, Any]]:
     ]
     rows = []
     for collection, child in children:
-        finished = wait_for_flow_run(child.id, timeout=int(config.child_timeout_s), poll_interval=1, log_states=False)
+        finished = wait_for(child.id, config.child_timeout_s)
         state = finished.state
         rows.append({"collection": collection.name, "source": collection.source, "flow_run_id": str(child.id), "state": state.name if state else "unknown"})
         logger.info("backfill %s: child %s %s", collection.name, child.id, rows[-1]["state"])

@@ -26,8 +26,8 @@ class NightlyConfig(BaseModel):
 
 
 def _run_name() -> str:
-    corpora = flow_run.parameters["config"]["corpora"]
-    return "nightly-" + ("-".join(c["corpus"] for c in corpora[:3]) + ("-etc" if len(corpora) > 3 else "") or "no-corpora")
+    corpora = NightlyConfig.model_validate(flow_run.parameters["config"]).corpora
+    return "nightly-" + ("-".join(c.corpus for c in corpora[:3]) + ("-etc" if len(corpora) > 3 else "") or "no-corpora")
 
 
 @flow(name="nightly", flow_run_name=_run_name)

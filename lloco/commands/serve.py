@@ -1,0 +1,82 @@
+"""lloco serve [--port 4200] [--home DIR] [--gpus N] [--no-worker]
+
+One command for a local control room: a Prefect server on 127.0.0.1, the work pools and the `gpu`
+limit, the deployments of deployments/prefect.yaml, and a worker per pool. It prints the UI address
+and waits; Ctrl-C (or SIGTERM) stops the workers and the server by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from lloco_core.errors import InputError
+
+DEFAULT_HOME = Path("~/.lloco/prefect")
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from lloco.prefect_local import LocalPrefectServer, port_is_free, start_worker, stop_process
+    from lloco.serving import CPU_POOL, GPU_POOL, REPO_ROOT, set_up
+
+    if not port_is_free(args.port):
+        raise InputError(f"port 127.0.0.1:{args.port} is in use: pick another with --port (lloco never attaches to a server it did not start)")
+    home = args.home.expanduser().resolve()
+    gpus = args.gpus or _gpu_count()
+    server = LocalPrefectServer(home, args.port)
+    workers = []
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        print(f"starting Prefect server on {server.ui_url} (PREFECT_HOME={home}) ...", file=sys.stderr, flush=True)
+        server.start(timeout=180)
+        set_up(server, gpus=gpus)
+        if not args.no_worker:
+            for pool in (GPU_POOL, CPU_POOL):
+                workers.append(start_worker(server, pool, home / f"worker-{pool}.log", cwd=REPO_ROOT))
+        print(
+            f"\nPrefect UI: {server.ui_url}\n"
+            f"  deployments: pipeline/pipeline, backfill/backfill, nightly/compress-nightly (02:00 UTC)\n"
+            f"  run one from the UI (Deployments > pipeline > Run > Custom run) or from a shell:\n"
+            f"    PREFECT_API_URL={server.api_url} prefect deployment run pipeline/pipeline --params '{{\"config\": {{\"corpus\": \"sample\", \"sources\": [\"lloco_core/data/sample_corpus\"], \"model\": \"PATH\"}}}}'\n"
+            f"  workers: {', '.join(f'{pool} (pid {w.pid})' for pool, w in zip((GPU_POOL, CPU_POOL), workers)) or 'none'}; server pid {server.pid}; logs in {home}\n"
+            "Ctrl-C stops everything.",
+            file=sys.stderr,
+            flush=True,
+        )
+        started = time.monotonic()
+        try:
+            while server.running and all(w.poll() is None for w in workers):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        return {"ui": server.ui_url, "api": server.api_url, "home": str(home), "served_s": round(time.monotonic() - started, 1), "gpus": gpus}
+    finally:
+        for worker in workers:
+            stop_process(worker)
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
+        print("stopped workers and server", file=sys.stderr, flush=True)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="start a local Prefect server with the lloco deployments and workers (UI on 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4200, help="port of the server and UI on 127.0.0.1 (default 4200)")
+    parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help=f"PREFECT_HOME: database, logs (default {DEFAULT_HOME})")
+    parser.add_argument("--gpus", type=int, default=None, help="GPU runs at once: the lloco-gpu pool limit and `gpu` slots (default: CUDA devices, at least 1)")
+    parser.add_argument("--no-worker", action="store_true", dest="no_worker", help="register everything but start no worker (workers run elsewhere)")
+    parser.set_defaults(handler=run)

@@ -1,0 +1,1 @@
+"""Tests against a real local Prefect server (one per session, shared by these modules)."""
