@@ -1,0 +1,83 @@
+"""Finetune task: runs `python -m lloco_core.finetune` in a subprocess so DeepSpeed gets its own
+process and environment (on a GPU worker the same command can be `deepspeed --num_gpus N -m …`).
+
+Cache key = the adapter key while the finished adapter is committed in the store; a killed or
+retried run resumes from the store's newest checkpoint. Progress lines from the subprocess feed a
+Prefect progress artifact; the loss curve becomes a table artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+
+from lloco_core.finetune import FinetuneConfig, plan_finetune
+from lloco_core.storage import Store
+from lloco_core.training.checkpoints import AdapterStore
+
+from ._caching import STORAGE_RETRIES, CommittedOutput
+
+
+def artifact_key(*parts: str) -> str:
+    return "-".join(parts).lower().replace("_", "-").replace(".", "-")
+
+
+def finetune_command(config: FinetuneConfig, launcher: str | None = None) -> list[str]:
+    """`python -m lloco_core.finetune --field value …`, or under a launcher such as `deepspeed --num_gpus 4`."""
+    args = []
+    for name, value in config.model_dump(exclude_none=True).items():
+        if name == "target_modules":
+            value = ",".join(value)
+        args += ["--" + name.replace("_", "-"), str(value)]
+    head = [*shlex.split(launcher), "-m", "lloco_core.finetune"] if launcher else [sys.executable, "-m", "lloco_core.finetune"]
+    return [*head, *args]
+
+
+def _adapter_key(inputs: dict[str, Any]) -> str:
+    return f"lloco/finetune/{inputs['config'].corpus}/{plan_finetune(inputs['config']).adapter_key}"
+
+
+def _adapter_committed(inputs: dict[str, Any]) -> bool:
+    config: FinetuneConfig = inputs["config"]
+    try:
+        plan = plan_finetune(config)
+    except Exception:  # bad input: no cache key, the run reports the error
+        return False
+    return AdapterStore(Store.from_config(config), config.corpus, plan.adapter_key).finished() is not None
+
+
+@task(name="finetune", task_run_name="finetune-{config.corpus}", cache_policy=CommittedOutput(_adapter_key, _adapter_committed), **STORAGE_RETRIES)
+def finetune_task(config: FinetuneConfig, launcher: str | None = None) -> dict[str, Any]:
+    """Train (or reuse) the corpus adapter in a subprocess; returns its summary (URIs, no tensors)."""
+    logger = get_run_logger()
+    progress = create_progress_artifact(0.0, key=artifact_key("finetune", config.corpus), description=f"Finetune steps of {config.corpus}")
+    proc = subprocess.Popen(finetune_command(config, launcher), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    errors: list[str] = []
+    assert proc.stderr is not None and proc.stdout is not None
+    for line in proc.stderr:
+        if line.startswith("lloco-progress "):
+            event = json.loads(line.removeprefix("lloco-progress "))
+            if event["event"] == "step":
+                update_progress_artifact(progress, 100.0 * event["step"] / event["total_steps"])
+            else:
+                logger.info("checkpoint committed at step %s: %s", event["step"], event["uri"])
+        else:
+            errors.append(line)
+            errors[:] = errors[-40:]
+    out = proc.stdout.read()
+    if proc.wait() != 0:
+        raise RuntimeError(f"finetune exited with {proc.returncode}:\n{''.join(errors)}")
+    summary = json.loads(out.strip().splitlines()[-1])
+    update_progress_artifact(progress, 100.0)
+    adapters = AdapterStore(Store.from_config(config), config.corpus, summary["adapter_key"])
+    curve = adapters.store.read_json(f"{adapters.prefix}/loss.json")
+    create_table_artifact(key=artifact_key("finetune", config.corpus, "loss"), table=curve, description=f"Training loss of {summary['adapter_key']}")
+    logger.info("adapter %s: %s steps, loss %s -> %s, %s tokens/s, reused=%s", summary["adapter_key"], summary["steps"], summary["first_loss"], summary["last_loss"], summary["tokens_per_s"], summary["reused"])
+    return summary
