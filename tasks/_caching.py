@@ -1,30 +1,54 @@
 """Cache keys that trust the store, not the orchestrator.
 
-A task's cache key is the content key of what it writes, but only while that output is committed
-in the store: if it has disappeared, the policy yields no key, so the task runs again instead of
-returning a stale cached result.
+A task's cache key is the content key of what it writes. A cache record is trusted only while that
+output is committed in the store: if the output has disappeared, the stale record under the key is
+removed first, so the task runs again (and its new result is recorded under the same key) instead
+of returning a cached result for something that is gone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+from prefect.results import ResultStore
 from prefect.tasks import exponential_backoff
 
 STORAGE_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5)
 
 
 class CommittedOutput(CachePolicy):
-    """Key = `key_fn(inputs)` when `exists_fn(inputs)` says the output is committed, else no caching."""
+    """Key = `key_fn(inputs)`; a record under it counts only while `exists_fn(inputs)` is true.
+
+    The key is returned even before the first run, so the first completion writes the record that
+    the next run (a UI retry, a re-run) hits.
+    """
 
     def __init__(self, key_fn: Callable[[dict[str, Any]], str], exists_fn: Callable[[dict[str, Any]], bool]) -> None:
         self.key_fn = key_fn
         self.exists_fn = exists_fn
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+        key = self.key_fn(inputs)
         if not self.exists_fn(inputs):
-            return None
-        return self.key_fn(inputs)
+            forget_record(task_ctx.result_store, key)
+        return key
+
+
+def forget_record(store: ResultStore | None, key: str) -> None:
+    """Delete the cache record stored under `key` (local folder or fsspec storage), if any."""
+    if store is None:
+        return
+    storage = store.metadata_storage or store.result_storage
+    resolve = getattr(storage, "_resolve_path", None)
+    if resolve is None:
+        return
+    path = str(resolve(key))
+    if isinstance(storage, LocalFileSystem):
+        Path(path).unlink(missing_ok=True)
+    elif isinstance(storage, RemoteFileSystem) and storage.filesystem.exists(path):
+        storage.filesystem.rm(path)
