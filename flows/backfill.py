@@ -50,7 +50,7 @@ def child_parameters(config: BackfillConfig, collection: Collection) -> dict[str
     """The child's `pipeline` form, as JSON (exactly what the UI would send)."""
     child = PipelineConfig(
         root=config.root, endpoint_url=config.endpoint_url, corpus=collection.name, sources=[collection.source],
-        model=config.model, compress=config.compress, scale=config.scale, stages=PipelineStages(ingest=True, compress=True),
+        model=config.model, compress=config.compress, scale=config.scale, stages=PipelineStages(ingest=True, compress=True, finetune=False, evaluate=False),
     )
     return {"config": child.model_dump(mode="json")}
 

@@ -34,7 +34,7 @@ def _run_name() -> str:
 def nightly_flow(config: NightlyConfig) -> list[dict[str, Any]]:
     rows = []
     for corpus in config.corpora:
-        stages = PipelineStages(ingest=bool(corpus.sources), compress=True)
+        stages = PipelineStages(ingest=bool(corpus.sources), compress=True, finetune=False, evaluate=False)
         summary = pipeline_flow(PipelineConfig(**corpus.model_dump(), stages=stages))
         compressed = summary["compress"] or {}
         rows.append({"corpus": corpus.corpus, "documents_compressed": compressed.get("documents_compressed", 0), "documents_skipped": compressed.get("documents_skipped", 0), "shards_committed": compressed.get("shards_committed", 0)})

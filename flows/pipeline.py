@@ -2,22 +2,27 @@
 
 Each stage is its own child flow run (named `<stage>-<corpus>` in the UI) with results persisted under
 the store root, so a retry from the UI skips what the store already holds: ingest skips unchanged
-documents, compress plans only uncommitted shards, finetune reuses a finished adapter key.
+documents, compress plans only uncommitted shards, finetune is a cache hit on a finished adapter key,
+evaluate returns a finished report under the same eval key. GPU stages hold a `gpu` slot.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
 from lloco_core.config import IngestConfig, StoreConfig
+from lloco_core.evaluate import EvaluateConfig
+from lloco_core.finetune import FinetuneConfig
 
-from ._runtime import CORPUS_PATTERN, CompressOptions, ScaleOptions, configured, gpu_slot
+from ._runtime import CORPUS_PATTERN, CompressOptions, ScaleOptions, configured, field_of, gpu_slot
 from .compress import artifact_key, compress_flow
+from .evaluate import evaluate_flow, system_rows
+from .finetune import FinetuneFlowConfig, finetune_flow
 from .ingest import ingest_flow
 
 
@@ -28,6 +33,41 @@ class PipelineStages(BaseModel):
 
     ingest: bool = Field(default=True, description="Add the sources' new and changed documents.")
     compress: bool = Field(default=True, description="Encode uncompressed documents into committed shards.")
+    finetune: bool = Field(default=True, description="Train (or reuse) the corpus LoRA adapter; needs finetune.qa.")
+    evaluate: bool = Field(default=True, description="Compare LLoCO with the baselines; needs evaluate.eval_set or finetune.qa.")
+
+
+class FinetuneOptions(BaseModel):
+    """The finetune settings a form shows (paper defaults); the rest keep FinetuneConfig's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    qa: str | None = Field(default=None, description="QA JSONL for this corpus (id, doc_id, question, answers); empty = no finetune.")
+    epochs: int = field_of(FinetuneConfig, "epochs")
+    max_steps: int | None = field_of(FinetuneConfig, "max_steps")
+    learning_rate: float = field_of(FinetuneConfig, "learning_rate")
+    lora_r: int = field_of(FinetuneConfig, "lora_r")
+    lora_alpha: int = field_of(FinetuneConfig, "lora_alpha")
+    micro_batch_size: int = field_of(FinetuneConfig, "micro_batch_size")
+    gradient_accumulation_steps: int = field_of(FinetuneConfig, "gradient_accumulation_steps")
+    zero_stage: Literal[0, 1, 2, 3] = field_of(FinetuneConfig, "zero_stage")
+    checkpoint_every: int = field_of(FinetuneConfig, "checkpoint_every")
+    seed: int = field_of(FinetuneConfig, "seed")
+    device: Literal["auto", "cpu", "cuda"] = field_of(FinetuneConfig, "device")
+    launcher: str | None = field_of(FinetuneFlowConfig, "launcher")
+
+
+class EvaluateOptions(BaseModel):
+    """The evaluation settings a form shows; the adapter is the one the finetune stage produced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    eval_set: str | None = Field(default=None, description="Eval JSONL (LongBench/QuALITY file or a corpus QA file); empty = finetune.qa.")
+    limit: int | None = field_of(EvaluateConfig, "limit")
+    systems: list[Literal["no_context", "truncated", "retrieval", "lloco_base", "lloco"]] = field_of(EvaluateConfig, "systems")
+    max_new_tokens: int = field_of(EvaluateConfig, "max_new_tokens")
+    batch_size: int = field_of(EvaluateConfig, "batch_size")
+    device: Literal["auto", "cpu", "cuda"] = field_of(EvaluateConfig, "device")
 
 
 class CorpusJob(StoreConfig):
@@ -44,12 +84,16 @@ class PipelineConfig(CorpusJob):
     """The `pipeline` form: one corpus from sources to compressed shards (and on to an adapter and a report)."""
 
     stages: PipelineStages = Field(default_factory=PipelineStages)
+    finetune: FinetuneOptions = Field(default_factory=FinetuneOptions)
+    evaluate: EvaluateOptions = Field(default_factory=EvaluateOptions)
 
 
 def _counts(stage: str, summary: dict[str, Any]) -> dict[str, Any]:
     keys = {
         "ingest": ("documents_added", "documents_updated", "documents_unchanged"),
         "compress": ("documents_compressed", "documents_skipped", "shards_committed", "segments_written", "tokens_per_s"),
+        "finetune": ("adapter_key", "steps", "first_loss", "last_loss", "tokens_per_s"),
+        "evaluate": ("eval_key", "examples", "cached", "out"),
     }[stage]
     return {"stage": stage} | {k: summary.get(k) for k in keys}
 
@@ -58,7 +102,7 @@ def _counts(stage: str, summary: dict[str, Any]) -> dict[str, Any]:
 def pipeline_flow(config: PipelineConfig) -> dict[str, Any]:
     logger = get_run_logger()
     started = time.perf_counter()
-    result: dict[str, Any] = {"corpus": config.corpus, "ingest": [], "compress": None}
+    result: dict[str, Any] = {"corpus": config.corpus, "ingest": [], "compress": None, "finetune": None, "evaluate": None}
     rows = []
     if config.stages.ingest:
         for source in config.sources:
@@ -70,6 +114,25 @@ def pipeline_flow(config: PipelineConfig) -> dict[str, Any]:
             summary = configured(compress_flow, config, config.scale)(config.compress.config(config, config.corpus, config.model))
         result["compress"] = summary
         rows.append(_counts("compress", summary))
+    qa = config.finetune.qa
+    if config.stages.finetune and not qa:
+        logger.warning("finetune skipped: no QA file (finetune.qa) in the parameters")
+    elif config.stages.finetune:
+        options = config.finetune.model_dump(exclude={"qa"})
+        with gpu_slot(config.finetune.device):
+            summary = configured(finetune_flow, config)(FinetuneFlowConfig(root=config.root, endpoint_url=config.endpoint_url, corpus=config.corpus, model=config.model, qa=qa, **options))
+        result["finetune"] = summary
+        rows.append(_counts("finetune", summary))
+    eval_set = config.evaluate.eval_set or qa
+    if config.stages.evaluate and not eval_set:
+        logger.warning("evaluate skipped: no eval set (evaluate.eval_set or finetune.qa) in the parameters")
+    elif config.stages.evaluate:
+        adapter_key = (result["finetune"] or {}).get("adapter_key")
+        options = config.evaluate.model_dump(exclude={"eval_set"})
+        with gpu_slot(config.evaluate.device):
+            summary = configured(evaluate_flow, config)(EvaluateConfig(root=config.root, endpoint_url=config.endpoint_url, corpus=config.corpus, model=config.model, adapter_key=adapter_key, eval_set=eval_set, **options))
+        result["evaluate"] = summary
+        rows.append(_counts("evaluate", summary) | {"scores": {r["system"]: r["score"] for r in system_rows(summary)}})
     result["seconds"] = round(time.perf_counter() - started, 3)
     logger.info("pipeline %s done in %.1f s: %s", config.corpus, result["seconds"], rows)
     create_table_artifact(key=artifact_key("pipeline", config.corpus), table=rows, description=f"Stages of the pipeline run for {config.corpus}")
