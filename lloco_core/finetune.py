@@ -335,12 +335,16 @@ def config_from_args(argv: list[str] | None = None) -> FinetuneConfig:
     """Every FinetuneConfig field as a --flag (the launcher path has no other CLI)."""
     parser = argparse.ArgumentParser(prog="python -m lloco_core.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    parser.add_argument("--config-json", dest="config_json", default=None, help="the whole FinetuneConfig as JSON (other flags override it)")
     for name, field in FinetuneConfig.model_fields.items():
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=field.description)
     args = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None and k != "local_rank"}
+    base = json.loads(args.pop("config_json")) if "config_json" in args else {}
     if "target_modules" in args:
         args["target_modules"] = [m.strip() for m in args["target_modules"].split(",") if m.strip()]
-    return FinetuneConfig(**args)
+    if "zero_stage" in args:
+        args["zero_stage"] = int(args["zero_stage"])
+    return FinetuneConfig(**{**base, **args})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,11 +31,7 @@ def artifact_key(*parts: str) -> str:
 
 def finetune_command(config: FinetuneConfig, launcher: str | None = None) -> list[str]:
     """`python -m lloco_core.finetune --field value …`, or under a launcher such as `deepspeed --num_gpus 4`."""
-    args = []
-    for name, value in config.model_dump(exclude_none=True).items():
-        if name == "target_modules":
-            value = ",".join(value)
-        args += ["--" + name.replace("_", "-"), str(value)]
+    args = ["--config-json", config.model_dump_json()]
     head = [*shlex.split(launcher), "-m", "lloco_core.finetune"] if launcher else [sys.executable, "-m", "lloco_core.finetune"]
     return [*head, *args]
 

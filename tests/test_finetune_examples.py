@@ -1,0 +1,91 @@
+"""Examples: label masking per template, retrieval under a small window, prompts saved as JSON, CLI args."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lloco_core.decoder import IGNORE_INDEX, build_decoder_inputs, context_budget_segments, load_decoder, pad_batch
+from lloco_core.embeddings import EmbeddingStore, pick_encoder
+from lloco_core.finetune import config_from_args
+from lloco_core.model import load_tokenizer
+from lloco_core.prompts import PromptSet, default_prompts
+from lloco_core.qa import QAItem
+from lloco_core.storage import Store
+from lloco_core.training.examples import build_examples, encode_example, example_summaries, label_vector
+from tasks.finetune import finetune_command
+from tests.finetune_helpers import make_corpus
+
+ITEMS = [
+    QAItem("a", "lighthouse_keeper", "Who was the last keeper?", ["Alan Petrie"], "qa"),
+    QAItem("b", "lighthouse_keeper", "How often does it flash?", ["B"], "multiple_choice", ["Every minute", "Every ten seconds"]),
+    QAItem("c", "lab_report_yeast", "Summarise the errors.", ["The bath varied by 1.5 degrees."], "query_summary"),
+]
+
+
+@pytest.mark.parametrize("item", ITEMS, ids=lambda i: i.task)
+def test_only_answer_tokens_and_eos_carry_labels(tiny_model: Path, item: QAItem) -> None:
+    tokenizer = load_tokenizer(str(tiny_model))
+    prompts = default_prompts()
+    prompt_ids, answer_ids = encode_example(item, prompts, tokenizer, 512)
+    assert prompt_ids[0] == tokenizer.bos_token_id and answer_ids[-1] == tokenizer.eos_token_id
+    expected_answer = tokenizer(prompts.for_task(item.task).answer_text(item.answers[0]), add_special_tokens=False)["input_ids"]
+    assert answer_ids == [*expected_answer, tokenizer.eos_token_id]
+    n_soft = 3 * 4
+    labels = label_vector(n_soft, len(prompt_ids), answer_ids)
+    assert len(labels) == n_soft + len(prompt_ids) + len(answer_ids)
+    labelled = (labels != IGNORE_INDEX).nonzero().flatten().tolist()
+    assert labelled == list(range(n_soft + len(prompt_ids), len(labels)))  # soft prompt and prompt never
+    assert labels[labelled].tolist() == answer_ids
+    assert tokenizer.decode(answer_ids[:-1]).strip() == item.answers[0]
+
+
+def test_batch_padding_keeps_labels_aligned(tiny_model: Path) -> None:
+    model = load_decoder(str(tiny_model), None, "cpu")
+    a = build_decoder_inputs(model, torch.randn(2, 4, 64), [1, 5, 6])
+    b = build_decoder_inputs(model, None, [1, 7])
+    batch = pad_batch([a, b], [label_vector(8, 3, []), torch.tensor([IGNORE_INDEX, 9])], padding_side="right")
+    assert batch.inputs_embeds.shape == (2, 11, 64)
+    assert batch.attention_mask.sum(1).tolist() == [11, 2]
+    assert batch.labels[1].tolist() == [IGNORE_INDEX, 9] + [IGNORE_INDEX] * 9
+
+
+def test_over_budget_documents_keep_retrieved_segments_in_order(tiny_model: Path, tmp_path: Path) -> None:
+    root = str(tmp_path / "store")
+    make_corpus(root, tiny_model, tmp_path)
+    store = Store(root)
+    embeddings = EmbeddingStore(store, "c", pick_encoder(store, "c", None))
+    index = embeddings.current_index()
+    tokenizer = load_tokenizer(str(tiny_model))
+    item = QAItem("q", "lighthouse_keeper", "Which schooner struck the Skarra reef in a gale?", ["Marigold"], "qa")
+    prompt_ids, answer_ids = encode_example(item, default_prompts(), tokenizer, 512)
+    window = len(prompt_ids) + len(answer_ids) + 3 * 4  # room for exactly 3 segments of 4 vectors
+    (example,), documents = build_examples([item], embeddings, index, tokenizer, default_prompts(), 4, window, 512)
+    assert context_budget_segments(window, 4, len(prompt_ids), len(answer_ids)) == 3
+    assert len(example.segments) == 3 and example.segments == sorted(example.segments)
+    texts = documents["lighthouse_keeper"].text
+    assert any("Marigold" in texts[s] or "reef" in texts[s] for s in example.segments)
+    assert example_summaries(example, documents).shape == (3, 4, 64)
+    (full,), _ = build_examples([item], embeddings, index, tokenizer, default_prompts(), 4, 4096, 512)
+    assert full.segments == list(range(len(texts)))
+
+
+def test_prompts_round_trip_json() -> None:
+    prompts = default_prompts()
+    assert set(prompts.templates) == {"qa", "multiple_choice", "query_summary"}
+    assert PromptSet.from_json(prompts.to_json()) == prompts
+    rendered = prompts.for_task("multiple_choice").render("Which?", ["x", "y"])
+    assert "(A) x\n(B) y" in rendered and rendered.endswith("Answer:")
+
+
+def test_task_command_round_trips_the_config() -> None:
+    from lloco_core.finetune import FinetuneConfig
+
+    config = FinetuneConfig(corpus="c", qa="q.jsonl", model="m", root="/tmp/r", zero_stage=1, target_modules=["q_proj", "v_proj"], bf16=False)
+    command = finetune_command(config)
+    assert command[1:3] == ["-m", "lloco_core.finetune"]
+    assert config_from_args(command[3:]) == config
+    assert finetune_command(config, "deepspeed --num_gpus 2")[:4] == ["deepspeed", "--num_gpus", "2", "-m"]
+    assert config_from_args(["--corpus", "c", "--qa", "q", "--model", "m", "--zero-stage", "3", "--target-modules", "q_proj,o_proj"]).zero_stage == 3
