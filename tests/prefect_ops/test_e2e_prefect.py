@@ -20,9 +20,29 @@ from .conftest import SAMPLE, Stack, committed_shards
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
+QA = SAMPLE.parent / "sample_qa.jsonl"
+
+
 def pipeline_config(root: str, corpus: str, sources: list[str], model: Path) -> dict[str, Any]:
     """The `pipeline` form filled in as a user would: JSON, with defaults left out."""
-    return {"root": root, "corpus": corpus, "sources": sources, "model": str(model), "compress": {"shard_size": 2, "device": "cpu"}}
+    return {
+        "root": root, "corpus": corpus, "sources": sources, "model": str(model),
+        "compress": {"shard_size": 2, "device": "cpu"},
+        "finetune": {"qa": str(QA), "max_steps": 4, "learning_rate": 1e-3, "device": "cpu"},
+        "evaluate": {"limit": 3, "systems": ["lloco_base", "lloco"], "max_new_tokens": 4, "device": "cpu"},
+    }
+
+
+def task_runs(stack: Stack, flow_run_ids: list[str], name: str) -> list[dict[str, Any]]:
+    r = stack.client.post("/task_runs/filter", json={"task_runs": {"name": {"any_": [name]}}, "flow_runs": {"id": {"any_": flow_run_ids}}})
+    r.raise_for_status()
+    return r.json()
+
+
+def subflow_ids(stack: Stack, parent_id: str) -> list[str]:
+    r = stack.client.post("/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [parent_id]}}})
+    r.raise_for_status()
+    return [run["id"] for run in r.json()]
 
 
 def test_pipeline_from_the_api_then_all_cached(stack: Stack, tiny_model: Path, tmp_path: Path) -> None:
@@ -36,13 +56,23 @@ def test_pipeline_from_the_api_then_all_cached(stack: Stack, tiny_model: Path, t
     table = {row["stage"]: row for row in stack.artifact("pipeline-sample", first["id"])}
     assert table["ingest"]["documents_added"] == 6
     assert table["compress"]["documents_compressed"] == 6
+    assert table["finetune"]["steps"] == 4 and table["finetune"]["adapter_key"].startswith("lora-")
+    adapter = Path(root) / "sample" / "adapters" / table["finetune"]["adapter_key"]
+    assert (adapter / "adapter_model.safetensors").is_file() and (adapter / "_commits").is_dir()
+    assert table["evaluate"]["examples"] == 3 and set(table["evaluate"]["scores"]) == {"LLoCO, no adapter", "LLoCO + adapter"}
     assert first["name"] == "pipeline-sample"
+    adapter_files = {p.name: p.stat().st_mtime_ns for p in adapter.rglob("*") if p.is_file()}
 
     second, second_s = stack.run("pipeline", "pipeline", config)
     assert committed_shards(root, "sample", tiny_model) == shards  # same commit records: nothing rewritten
     table = {row["stage"]: row for row in stack.artifact("pipeline-sample", second["id"])}
     assert table["ingest"]["documents_added"] == 0 and table["ingest"]["documents_unchanged"] == 6
     assert table["compress"]["documents_compressed"] == 0 and table["compress"]["documents_skipped"] == 6
+    # no new training step: the finetune task is a cache hit and the adapter folder is untouched
+    (finetune,) = task_runs(stack, subflow_ids(stack, second["id"]), "finetune-sample")
+    assert finetune["state"]["name"] == "Cached"
+    assert {p.name: p.stat().st_mtime_ns for p in adapter.rglob("*") if p.is_file()} == adapter_files
+    assert table["evaluate"]["cached"] is True
     print(f"\n[e2e] pipeline trigger->completed: first {first_s:.1f} s, all-cached {second_s:.1f} s")
 
 
