@@ -104,10 +104,11 @@ def test_bad_input_is_a_clear_error(corpus, root, tmp_path, tiny_model):
 
 def test_cli_ask_prints_json_answer(corpus, capsys):
     root, encoder_key = corpus
-    code = main(["ask", "Who holds the silver lantern?", "--corpus", "c", "--root", root, "--doc", "beta", "--max-new-tokens", "5", "--device", "cpu"])
+    code = main(["ask", "Who holds the silver lantern?", "--corpus", "c", "--root", root, "--doc", "beta", "--max-new-tokens", "5", "--device", "cpu", "--export-embeds"])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["adapter_key"] == "ad-test" and result["doc_id"] == "beta"
     assert result["generated_tokens"] <= 5 and result["segments"] and result["prompt_tokens"] > 0
+    assert result["export"]["shape"][0] == result["prompt_tokens"] and result["export"]["prompt_embeds"].endswith(".safetensors")
     assert main(["ask", "q?", "--corpus", "c", "--root", root, "--doc", "nope", "--device", "cpu"]) == 2
     assert "document 'nope' is not in corpus 'c'" in capsys.readouterr().err

@@ -67,6 +67,9 @@ def test_short_documents_use_every_segment_and_zero_budget_none():
     assert BM25Retriever().scores("zzz unknownword", texts).tolist() == [0.0, 0.0, 0.0]
 
 
-def test_dense_retriever_needs_a_model_path():
+def test_dense_retriever_needs_a_model_path_and_fails_clearly(tmp_path):
     with pytest.raises(InputError, match="dense-model"):
         make_retriever("dense")
+    # without sentence-transformers installed: "needs sentence-transformers"; with it: "cannot load"
+    with pytest.raises(InputError, match="sentence-transformers"):
+        make_retriever("dense", str(tmp_path / "no-model")).scores("q", ["a", "b"])
