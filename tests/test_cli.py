@@ -19,7 +19,7 @@ from tests.conftest import make_text
 from tests.fixtures_compress import commit_records, env_clean, run_cli, write_docs  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("env_clean")]
-N_DOCS = 20
+N_DOCS = 24
 SUMMARY_KEYS = {"documents_compressed", "documents_skipped", "segments_written", "shards_committed", "encoder_key", "store"}
 
 
@@ -45,7 +45,7 @@ def export(root: str, out: Path) -> pq.ParquetFile:
 
 
 def test_killed_compress_resumes_to_exactly_the_uninterrupted_rows(tiny_model: Path, tmp_path: Path) -> None:
-    source = write_docs(tmp_path / "src", {f"doc{i:02d}": make_text(i, 60 + 2 * i) for i in range(N_DOCS)})
+    source = write_docs(tmp_path / "src", {f"doc{i:02d}": make_text(i, 100 + 3 * i) for i in range(N_DOCS)})
     compress_args = ["--model", str(tiny_model), "--device", "cpu", "--shard-size", "1", "--batch-size", "4"]
 
     # the reference: one uninterrupted run on its own root

@@ -8,17 +8,19 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import s3fs
 
 from tests.conftest import make_text
 from tests.fixtures_compress import env_clean, run_cli, write_docs  # noqa: F401
 from tests.s3server import SeaweedS3, _pid_alive
 
-pytestmark = pytest.mark.usefixtures("env_clean")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("env_clean")]
 
 
-@pytest.fixture
-def s3(tmp_path: Path) -> Iterator[SeaweedS3]:
-    server = SeaweedS3(tmp_path / "weed").start()
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One server for this module, on ports it chose; each test uses its own bucket."""
+    server = SeaweedS3(tmp_path_factory.mktemp("weed")).start()
     pid = server.pid
     try:
         yield server
@@ -74,12 +76,13 @@ def test_compress_on_s3_equals_local(s3: SeaweedS3, tiny_model: Path, tmp_path: 
 
 
 def test_wrong_keys_fail_clearly(s3: SeaweedS3, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    s3.make_bucket("bucket")
+    s3.make_bucket("keys")
     for name, value in s3.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-" + s3.secret_key)
     source = write_docs(tmp_path / "src", {"a": make_text(1, 20)})
+    s3fs.S3FileSystem.clear_instance_cache()  # fsspec reuses a filesystem (and its keys) per endpoint
     # s3fs maps the server's SignatureDoesNotMatch to PermissionError; the CLI lets it through as is
     with pytest.raises(PermissionError, match="signature"):
-        run_cli("ingest", str(source), "--corpus", "c", "--root", "s3://bucket/prefix")
-    assert "Contents" not in s3.client().list_objects_v2(Bucket="bucket", Prefix="prefix/")
+        run_cli("ingest", str(source), "--corpus", "c", "--root", "s3://keys/prefix")
+    assert "Contents" not in s3.client().list_objects_v2(Bucket="keys")

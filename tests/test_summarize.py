@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from lloco_core.compress import compress
 from lloco_core.config import CompressConfig, IngestConfig
 from lloco_core.documents import ingest
 from lloco_core.embeddings import EmbeddingStore
+from lloco_core.model import LlamaAutoCompressorModel
 from lloco_core.storage import Store
 from lloco_core.summarize import summarize_documents
 from tests.conftest import make_text
@@ -53,6 +55,25 @@ def test_batched_equals_unbatched_and_plain_loop(compressor) -> None:
         (alone,) = summarize_documents(compressor.model, [doc])
         torch.testing.assert_close(got, alone, atol=ATOL, rtol=0)
         torch.testing.assert_close(got, plain_summaries(compressor.model, doc), atol=ATOL, rtol=0)
+
+
+def test_batched_sdpa_equals_plain_loop_with_eager_attention(compressor, tiny_model: Path) -> None:
+    """The reference loop on an eager-attention copy (explicit causal mask, no sdpa kernel): the
+    library's unmasked padding after the summary tokens is exact under any attention kernel."""
+    eager = LlamaAutoCompressorModel.from_pretrained(tiny_model, attn_implementation="eager", dtype=torch.float32).eval()
+    docs = [chunk(ids_of(compressor, n, seed=300 + n), SEG) for n in (SEG + 3, 2 * SEG + 30, 3 * SEG)]
+    for doc, got in zip(docs, summarize_documents(compressor.model, docs)):
+        torch.testing.assert_close(got, plain_summaries(eager, doc), atol=ATOL, rtol=0)
+
+
+def test_loaded_weights_are_the_checkpoint_weights(compressor, tiny_model: Path) -> None:
+    """The parity tests share one loaded model; this pins it to the file (embed_summary at the root,
+    nothing left at random init)."""
+    saved = load_file(tiny_model / "model.safetensors")
+    assert "embed_summary.weight" in saved
+    state = compressor.model.state_dict()
+    assert set(state) == set(saved)
+    assert all(torch.equal(state[k], saved[k]) for k in saved)
 
 
 def test_no_accumulation_matches_plain_loop(compressor) -> None:
