@@ -28,7 +28,7 @@ def test_dask_runner_writes_the_same_store(prefect_api: Stack, tiny_model: Path,
     source.mkdir()
     for i in range(6):
         (source / f"d{i}.txt").write_text(make_text(50 + i, 60 + 40 * i))
-    base = {"corpus": "c", "sources": [str(source)], "model": str(tiny_model), "compress": {"shard_size": 2, "device": "cpu"}}
+    base = {"corpus": "c", "sources": [str(source)], "model": str(tiny_model), "compress": {"shard_size": 2, "device": "cpu"}, "stages": {"finetune": False, "evaluate": False}}
     threads = pipeline_flow(PipelineConfig(root=str(tmp_path / "threads"), **base))
     dask = pipeline_flow(PipelineConfig(root=str(tmp_path / "dask"), scale={"task_runner": "dask", "dask_workers": 2}, **base))
     assert threads["compress"]["shards_committed"] == dask["compress"]["shards_committed"] == 3
