@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except LlocoError as err:
         print(f"lloco {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # storage: refused credentials, unreachable endpoint, missing bucket
+        print(f"lloco {args.command}: storage error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
     sys.stdout.flush()
     print(json.dumps(result, default=str))
     return 0

@@ -13,7 +13,6 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -192,10 +191,12 @@ class EmbeddingStore:
         return pa.concat_tables(tables).sort_by([("doc_id", "ascending"), ("segment_index", "ascending")])
 
 
-def export(store: Store, corpus: str, out: str, encoder_key: str | None = None, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """All current segments of a corpus in one Parquet file with the shard schema."""
+def export(store: Store, corpus: str, out: str, encoder_key: str | None = None, endpoint_url: str | None = None) -> dict[str, Any]:
+    """All current segments of a corpus in one Parquet file with the shard schema, written atomically."""
     key = pick_encoder(store, corpus, encoder_key)
     table = EmbeddingStore(store, corpus, key).read_all()
-    with fsspec.open(out, "wb", **(storage_options or {})) as f:
+    folder, name = out.rsplit("/", 1) if "/" in out else (".", out)
+    target = Store(folder, endpoint_url)
+    with target.open_atomic(f"{target.root}/{name}") as f:
         pq.write_table(table, f, compression="zstd")
     return {"out": out, "encoder_key": key, "rows": table.num_rows, "documents": len(set(table["doc_id"].to_pylist()))}

@@ -55,6 +55,8 @@ def check_doc_id(doc_id: Any) -> str | None:
 
 
 def _document(doc_id: Any, text: Any, source: str, metadata: Any) -> SourceDocument | Skipped:
+    if isinstance(doc_id, int) and not isinstance(doc_id, bool):
+        doc_id = str(doc_id)  # numeric ids are common in JSONL/Parquet exports
     item = f"{source} (id {doc_id!r})"
     if (why := check_doc_id(doc_id)) is not None:
         return Skipped(source, why)

@@ -82,7 +82,7 @@ def test_wrong_keys_fail_clearly(s3: SeaweedS3, tiny_model: Path, tmp_path: Path
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-" + s3.secret_key)
     source = write_docs(tmp_path / "src", {"a": make_text(1, 20)})
     s3fs.S3FileSystem.clear_instance_cache()  # fsspec reuses a filesystem (and its keys) per endpoint
-    # s3fs maps the server's SignatureDoesNotMatch to PermissionError; the CLI lets it through as is
-    with pytest.raises(PermissionError, match="signature"):
-        run_cli("ingest", str(source), "--corpus", "c", "--root", "s3://keys/prefix")
+    # s3fs maps the server's SignatureDoesNotMatch to PermissionError; the CLI says so and exits 2
+    rc, _, err, _ = run_cli("ingest", str(source), "--corpus", "c", "--root", "s3://keys/prefix")
+    assert rc == 2 and "PermissionError" in err and "signature" in err.lower()
     assert "Contents" not in s3.client().list_objects_v2(Bucket="keys")

@@ -7,7 +7,7 @@ from typing import Any
 
 from lloco_core.config import CorpusConfig
 from lloco_core.embeddings import export
-from lloco_core.storage import Store, storage_options_for
+from lloco_core.storage import Store
 
 from ._options import add_store_options, store_fields
 
@@ -15,7 +15,7 @@ from ._options import add_store_options, store_fields
 def run(args: argparse.Namespace) -> dict[str, Any]:
     config = CorpusConfig(**store_fields(args))
     store = Store.from_config(config)
-    return export(store, config.corpus, args.out, args.encoder_key, storage_options_for(args.out, config.endpoint_url))
+    return export(store, config.corpus, args.out, args.encoder_key, config.endpoint_url)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
