@@ -24,19 +24,24 @@ from . import commands
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_names() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """All subcommands, or just `only`: importing one command's module spares the others' imports (torch)."""
     parser = argparse.ArgumentParser(prog="lloco", description="LLoCO: compress long documents offline, finetune per corpus, answer from summary embeddings.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if module_info.name.startswith("_"):
-            continue
-        importlib.import_module(f"{commands.__name__}.{module_info.name}").register(subparsers)
+    for name in [only] if only else command_names():
+        importlib.import_module(f"{commands.__name__}.{name}").register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    only = argv[0] if argv and argv[0] in command_names() else None
+    args = build_parser(only).parse_args(argv)
     handler: Handler = args.handler
     try:
         result = handler(args)
