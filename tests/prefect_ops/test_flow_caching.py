@@ -1,8 +1,10 @@
-"""Caching across flow runs: a shard task's cache record lives under the store root, a second run
-is a cache hit, and a record whose output has disappeared from the store is recomputed, not trusted."""
+"""Caching across flow runs: a shard task's cache record lives under the store root (a local folder,
+or S3 through a saved RemoteFileSystem block), a second run is a cache hit, and a record whose output
+has disappeared from the store is recomputed, not trusted."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from lloco_core.embeddings import EmbeddingStore
 from lloco_core.storage import Store
 from tasks.compress import compress_shard_task
 from tests.conftest import make_text
+from tests.s3server import SeaweedS3, _pid_alive
 
 from .conftest import Stack
 
@@ -31,8 +34,29 @@ def compress_one_shard(config: CompressConfig, plan: CompressPlan) -> dict[str, 
     return {"state": state.name, "result": state.result()}
 
 
-def test_second_run_is_a_cache_hit_and_a_lost_output_is_recomputed(prefect_api: Stack, tiny_model: Path, tmp_path: Path) -> None:
-    root = str(tmp_path / "store")
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    server = SeaweedS3(tmp_path_factory.mktemp("weed")).start()
+    try:
+        yield server
+    finally:
+        pid = server.pid
+        server.stop()
+        assert not _pid_alive(pid)
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "local":
+        return str(tmp_path / "store")
+    s3: SeaweedS3 = request.getfixturevalue("s3")
+    s3.make_bucket("lloco")
+    for name, value in s3.env().items():  # endpoint and keys from the environment, as on a worker
+        monkeypatch.setenv(name, value)
+    return f"s3://lloco/{tmp_path.name}"
+
+
+def test_second_run_is_a_cache_hit_and_a_lost_output_is_recomputed(prefect_api: Stack, tiny_model: Path, tmp_path: Path, root: str) -> None:
     source = tmp_path / "docs"
     source.mkdir()
     for i in range(2):
@@ -48,8 +72,7 @@ def test_second_run_is_a_cache_hit_and_a_lost_output_is_recomputed(prefect_api: 
 
     first = run(config, plan)
     assert first["state"] == "Completed" and log.is_committed(shard)
-    results = tmp_path / "store" / "_prefect" / "results"
-    assert any(p.is_file() for p in results.rglob("*")), "results persist under the store root"
+    assert store.fs.find(store.path("_prefect", "results")), "results persist under the store root"
 
     second = run(config, plan)  # a new flow run: cache hit from the record under the root
     assert second["state"] == "Cached"
