@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     server = LocalPrefectServer(home, args.port)
     workers = []
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    started = time.monotonic()
     try:
         print(f"starting Prefect server on {server.ui_url} (PREFECT_HOME={home}) ...", file=sys.stderr, flush=True)
         server.start(timeout=180)
@@ -59,18 +60,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
         started = time.monotonic()
-        try:
-            while server.running and all(w.poll() is None for w in workers):
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-        return {"ui": server.ui_url, "api": server.api_url, "home": str(home), "served_s": round(time.monotonic() - started, 1), "gpus": gpus}
+        while server.running and all(w.poll() is None for w in workers):
+            time.sleep(1)
+        print("a worker or the server exited; stopping", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        pass
     finally:
         for worker in workers:
             stop_process(worker)
         server.stop()
         signal.signal(signal.SIGTERM, previous)
         print("stopped workers and server", file=sys.stderr, flush=True)
+    return {"ui": server.ui_url, "api": server.api_url, "home": str(home), "served_s": round(time.monotonic() - started, 1), "gpus": gpus}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
