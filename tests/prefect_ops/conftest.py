@@ -105,8 +105,14 @@ def prefect_api(stack: Stack) -> Iterator[Stack]:
     """Flows called in this process report to the session's server (never an ephemeral one)."""
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
     with temporary_settings(updates={PREFECT_API_URL: stack.server.api_url, PREFECT_HOME: str(stack.server.home)}):
         yield stack
+        # send this test's logs and events now, while the server is up (not at interpreter exit)
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
 
 
 def committed_shards(root: str, corpus: str, model: Path) -> dict[str, Any]:
