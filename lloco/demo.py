@@ -7,7 +7,6 @@ random-init AutoCompressor built once into ./demo_output/model. The tiny model s
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -33,29 +32,27 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     model = tiny_model()
     root = str(OUT / "store")
-    try:
-        from flows.pipeline import PipelineConfig, pipeline_flow
-    except ImportError:
-        pipeline_flow = None
-    if pipeline_flow is not None:
-        result = pipeline_flow(
-            PipelineConfig(corpus="sample", sources=[str(DATA / "sample_corpus")], model=str(model), root=root, qa=str(DATA / "sample_qa.jsonl"))
-        )
-    else:
-        from flows.compress import compress_flow
-        from flows.ingest import ingest_flow
-        from lloco_core.config import CompressConfig, IngestConfig
+    from flows.pipeline import EvaluateOptions, FinetuneOptions, PipelineConfig, pipeline_flow
+    from lloco_core.report import markdown_table
 
-        result = {
-            "ingest": ingest_flow(IngestConfig(corpus="sample", source=str(DATA / "sample_corpus"), root=root)),
-            "compress": compress_flow(CompressConfig(corpus="sample", model=str(model), root=root)),
-        }
-    print("\n== lloco demo ==")
-    print(f"model: {model}\nstore: {root}")
-    report = result.get("report_markdown") if isinstance(result, dict) else None
-    if report:
-        print(report)
-    print(json.dumps(result, indent=1, default=str))
+    qa = str(DATA / "sample_qa.jsonl")
+    result = pipeline_flow(
+        PipelineConfig(
+            corpus="sample",
+            sources=[str(DATA / "sample_corpus")],
+            model=str(model),
+            root=root,
+            finetune=FinetuneOptions(qa=qa, epochs=1),
+            evaluate=EvaluateOptions(eval_set=qa, limit=12, max_new_tokens=8),
+        )
+    )
+    evaluation = result["evaluate"]
+    print("\n== lloco demo: the tiny random model shows the machinery, not answer quality ==")
+    print(f"model:   {model}\nstore:   {root}")
+    print(f"shards:  {result['compress']['store']}")
+    print(f"adapter: {result['finetune'].get('adapter_uri') or result['finetune'].get('adapter_key')}")
+    print(f"report:  {evaluation['out']}/report.md\n")
+    print(markdown_table(evaluation))
     return 0
 
 
