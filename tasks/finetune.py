@@ -9,7 +9,6 @@ Prefect progress artifact; the loss curve becomes a table artifact.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from lloco_core.finetune import FinetuneConfig, plan_finetune
 from lloco_core.storage import Store
 from lloco_core.training.checkpoints import AdapterStore
+from lloco_core.training.engine import child_environment
 
 from ._caching import STORAGE_RETRIES, CommittedOutput
 
@@ -54,7 +54,7 @@ def finetune_task(config: FinetuneConfig, launcher: str | None = None) -> dict[s
     """Train (or reuse) the corpus adapter in a subprocess; returns its summary (URIs, no tensors)."""
     logger = get_run_logger()
     progress = create_progress_artifact(0.0, key=artifact_key("finetune", config.corpus), description=f"Finetune steps of {config.corpus}")
-    proc = subprocess.Popen(finetune_command(config, launcher), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    proc = subprocess.Popen(finetune_command(config, launcher), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**child_environment(), "TOKENIZERS_PARALLELISM": "false"})
     errors: list[str] = []
     assert proc.stderr is not None and proc.stdout is not None
     for line in proc.stderr:

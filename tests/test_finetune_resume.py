@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from lloco_core.finetune import FinetuneConfig, finetune
+from lloco_core.training.engine import child_environment
 from tests.finetune_helpers import make_corpus, sharpen_head
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,9 +39,10 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(tiny_model: 
     reference_root = str(tmp_path / "reference")
     shutil.copytree(root, reference_root)
     commits = Path(root, "c", "adapters")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**child_environment(), "PYTHONPATH": str(REPO)}  # not the rank/port of in-process finetunes
 
-    proc = subprocess.Popen(_cli(root, qa, model), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    log = tmp_path / "first-run.log"
+    proc = subprocess.Popen(_cli(root, qa, model), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
     deadline = time.monotonic() + 240
     killed_after: list[str] = []
     while time.monotonic() < deadline and proc.poll() is None:
@@ -51,7 +53,7 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(tiny_model: 
             break
         time.sleep(0.02)
     proc.wait(timeout=30)
-    assert killed_after, "the run ended before any checkpoint was committed"
+    assert killed_after, f"the run ended (rc {proc.returncode}) before any checkpoint was committed:\n{log.read_text()[-3000:]}"
     assert proc.returncode == -signal.SIGKILL
     assert not list(commits.glob("*/_commits/adapter.json")), "the adapter must not be finished after the kill"
 

@@ -51,6 +51,21 @@ def prepare_environment(use_cuda: bool) -> DistEnv:
     return DistEnv(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"]))
 
 
+DIST_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def child_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a new training process: without this process's rank and rendezvous.
+
+    An in-process finetune sets RANK/MASTER_PORT here (and torch.distributed keeps that port bound),
+    so a child inheriting them would try to rendezvous on a port that is already taken.
+    """
+    env = dict(os.environ if environ is None else environ)
+    for name in DIST_VARIABLES:
+        env.pop(name, None)
+    return env
+
+
 def init_distributed(env: DistEnv, use_cuda: bool) -> None:
     import deepspeed
 
