@@ -45,6 +45,7 @@ class CompressOptions(BaseModel):
     segment_length: int | None = field_of(CompressConfig, "segment_length")
     shard_size: int = field_of(CompressConfig, "shard_size")
     batch_size: int = field_of(CompressConfig, "batch_size")
+    batch_positions: int | None = field_of(CompressConfig, "batch_positions")
     device: Literal["auto", "cpu", "cuda"] = field_of(CompressConfig, "device")
     stored_dtype: Literal["auto", "float32", "float16", "bfloat16"] = field_of(CompressConfig, "stored_dtype")
 

@@ -125,8 +125,32 @@ class ShardResult:
     already_committed: bool = False
 
 
+CPU_BATCH_POSITIONS = 4096
+GPU_BATCH_POSITIONS = 65536
+
+
+def plan_batches(lengths: list[list[int]], settings: EncoderSettings, batch_size: int, batch_positions: int) -> list[list[int]]:
+    """Group documents (indices, shortest first) so each forward pass holds at most `batch_size`
+    documents and about `batch_positions` input positions: similar lengths waste little padding,
+    and the position cap keeps CPU batches inside its caches (measured: 8 long documents per pass
+    ran at 0.7x the speed of one)."""
+    def widest_input(segments: list[int]) -> int:
+        softprompt = (len(segments) - 1) * settings.summary_length if settings.accumulate_summary else settings.summary_length
+        return softprompt + max(segments) + settings.summary_length
+
+    order = sorted(range(len(lengths)), key=lambda d: (sum(lengths[d]), d))
+    batches: list[list[int]] = []
+    for d in order:
+        batch = batches[-1] if batches else None
+        if batch and len(batch) < batch_size and (len(batch) + 1) * widest_input(lengths[d]) <= batch_positions:
+            batch.append(d)
+        else:
+            batches.append([d])
+    return batches
+
+
 def compress_shard(
-    store: Store, corpus: str, settings: EncoderSettings, shard: ShardPlan, compressor: LoadedCompressor, batch_size: int
+    store: Store, corpus: str, settings: EncoderSettings, shard: ShardPlan, compressor: LoadedCompressor, batch_size: int, batch_positions: int | None = None
 ) -> ShardResult:
     """Encode one shard's documents in batches of similar length, write the shard, commit it."""
     started = time.perf_counter()
@@ -135,13 +159,14 @@ def compress_shard(
         return ShardResult(shard.name, len(shard.documents), 0, 0, 0.0, already_committed=True)
     texts = DocumentTable(store, corpus).read_texts(list(shard.documents))
     segmented = {ref.doc_id: segment_document(compressor.tokenizer, texts[ref.doc_id], settings.segment_length) for ref in shard.documents}
-    by_length = sorted(shard.documents, key=lambda r: (sum(len(s.token_ids) for s in segmented[r.doc_id]), r.doc_id))
+    if batch_positions is None:
+        batch_positions = GPU_BATCH_POSITIONS if compressor.device.type == "cuda" else CPU_BATCH_POSITIONS
+    token_ids = [[s.token_ids for s in segmented[ref.doc_id]] for ref in shard.documents]
     summaries = {}
     with compressor.lock:
-        for start in range(0, len(by_length), batch_size):
-            batch = by_length[start : start + batch_size]
-            outs = summarize_documents(compressor.model, [[s.token_ids for s in segmented[r.doc_id]] for r in batch], settings.accumulate_summary)
-            summaries.update({ref.doc_id: out for ref, out in zip(batch, outs)})
+        for batch in plan_batches([[len(t) for t in doc] for doc in token_ids], settings, batch_size, batch_positions):
+            outs = summarize_documents(compressor.model, [token_ids[d] for d in batch], settings.accumulate_summary)
+            summaries.update({shard.documents[d].doc_id: out for d, out in zip(batch, outs)})
     rows: dict[str, list[Any]] = {k: [] for k in ("doc_id", "doc_sha256", "segment_index", "token_start", "token_end", "text")}
     for ref in shard.documents:
         for seg in segmented[ref.doc_id]:
@@ -206,7 +231,7 @@ def compress(config: CompressConfig, on_shard: Callable[[int, int, ShardResult],
     if plan.shards:
         compressor = cached_compressor(settings, config.device)
         for done, shard in enumerate(plan.shards, start=1):
-            result = compress_shard(store, config.corpus, settings, shard, compressor, config.batch_size)
+            result = compress_shard(store, config.corpus, settings, shard, compressor, config.batch_size, config.batch_positions)
             summary.add(result)
             if on_shard is not None:
                 on_shard(done, len(plan.shards), result)

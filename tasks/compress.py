@@ -38,7 +38,7 @@ def _shard_committed(inputs: dict[str, Any]) -> bool:
 def compress_shard_task(config: CompressConfig, settings: EncoderSettings, shard: ShardPlan) -> dict[str, Any]:
     """Encode, write and commit one shard; the model loads once per worker process."""
     compressor = cached_compressor(settings, config.device)
-    result: ShardResult = compress_shard(Store.from_config(config), config.corpus, settings, shard, compressor, config.batch_size)
+    result: ShardResult = compress_shard(Store.from_config(config), config.corpus, settings, shard, compressor, config.batch_size, config.batch_positions)
     rate = result.tokens / result.seconds if result.seconds else 0.0
     get_run_logger().info("%s: %d documents, %d segments, %.1f documents/s, %.0f tokens/s", shard.name, result.documents, result.segments, result.documents / max(result.seconds, 1e-9), rate)
     return asdict(result)
