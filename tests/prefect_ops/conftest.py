@@ -35,20 +35,30 @@ class Stack:
         self.logs = logs
         self.client = httpx.Client(base_url=server.api_url, timeout=30, trust_env=False)
 
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Retry 429/502/503 with backoff, as Prefect's own client and the UI do: a busy local
+        server (SQLite under a loaded 2-core machine) answers 503 for a moment."""
+        for attempt in range(8):
+            r = self.client.request(method, url, **kwargs)
+            if r.status_code not in (429, 502, 503):
+                return r
+            time.sleep(min(float(r.headers.get("Retry-After", 0)) or 0.5 * 2**attempt, 10))
+        return r
+
     def deployment(self, flow: str, name: str) -> dict[str, Any]:
-        r = self.client.get(f"/deployments/name/{flow}/{name}")
+        r = self.request("GET", f"/deployments/name/{flow}/{name}")
         r.raise_for_status()
         return r.json()
 
     def trigger(self, flow: str, name: str, config: dict[str, Any]) -> httpx.Response:
         """What the UI's "Run" button sends: the form's JSON under the flow's parameter name."""
         dep = self.deployment(flow, name)
-        return self.client.post(f"/deployments/{dep['id']}/create_flow_run", json={"parameters": {"config": config}})
+        return self.request("POST", f"/deployments/{dep['id']}/create_flow_run", json={"parameters": {"config": config}})
 
     def wait(self, flow_run_id: str, timeout: float = 240) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            run = self.client.get(f"/flow_runs/{flow_run_id}").json()
+            run = self.request("GET", f"/flow_runs/{flow_run_id}").json()
             if run["state_type"] in TERMINAL:
                 return run
             time.sleep(0.5)
@@ -64,7 +74,7 @@ class Stack:
 
     def artifact(self, key: str, flow_run_id: str) -> list[dict[str, Any]]:
         """The table artifact `key` written by `flow_run_id` (or, with subflows, its children)."""
-        r = self.client.post("/artifacts/filter", json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC"})
+        r = self.request("POST", "/artifacts/filter", json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC"})
         r.raise_for_status()
         for artifact in r.json():
             if artifact["flow_run_id"] == flow_run_id:

@@ -44,7 +44,7 @@ def test_backfill_three_collections_one_already_done(stack: Stack, tiny_model: P
     assert all(r["state"] == "Completed" for r in rows)
     work = {}
     for row in rows:
-        child = stack.client.get(f"/flow_runs/{row['flow_run_id']}").json()
+        child = stack.request("GET", f"/flow_runs/{row['flow_run_id']}").json()
         assert child["parent_task_run_id"] is not None  # linked under the backfill run in the UI
         work[row["collection"]] = {r["stage"]: r for r in stack.artifact(f"pipeline-{row['collection']}", row["flow_run_id"])}
     for name in ("alpha", "beta"):

@@ -34,13 +34,13 @@ def pipeline_config(root: str, corpus: str, sources: list[str], model: Path) -> 
 
 
 def task_runs(stack: Stack, flow_run_ids: list[str], name: str) -> list[dict[str, Any]]:
-    r = stack.client.post("/task_runs/filter", json={"task_runs": {"name": {"any_": [name]}}, "flow_runs": {"id": {"any_": flow_run_ids}}})
+    r = stack.request("POST", "/task_runs/filter", json={"task_runs": {"name": {"any_": [name]}}, "flow_runs": {"id": {"any_": flow_run_ids}}})
     r.raise_for_status()
     return r.json()
 
 
 def subflow_ids(stack: Stack, parent_id: str) -> list[str]:
-    r = stack.client.post("/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [parent_id]}}})
+    r = stack.request("POST", "/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [parent_id]}}})
     r.raise_for_status()
     return [run["id"] for run in r.json()]
 
@@ -87,7 +87,7 @@ def test_pipeline_from_the_api_then_all_cached(stack: Stack, tiny_model: Path, t
 )
 def test_invalid_parameters_rejected_before_any_run(stack: Stack, tiny_model: Path, tmp_path: Path, bad: dict[str, Any]) -> None:
     dep = stack.deployment("pipeline", "pipeline")
-    count = lambda: stack.client.post("/flow_runs/count", json={"deployments": {"id": {"any_": [dep["id"]]}}}).json()  # noqa: E731
+    count = lambda: stack.request("POST", "/flow_runs/count", json={"deployments": {"id": {"any_": [dep["id"]]}}}).json()  # noqa: E731
     before = count()
     config = pipeline_config(str(tmp_path / "store"), "ok", [str(SAMPLE)], tiny_model) | bad
     config = {k: v for k, v in config.items() if v is not None}
@@ -104,7 +104,7 @@ def test_nightly_deployment_has_its_cron_and_timezone(stack: Stack) -> None:
     assert [s["schedule"]["timezone"] for s in dep["schedules"]] == ["UTC"]
     assert all(s["active"] for s in dep["schedules"])
     assert dep["work_pool_name"] == GPU_POOL
-    pool = stack.client.get(f"/work_pools/{GPU_POOL}").json()
+    pool = stack.request("GET", f"/work_pools/{GPU_POOL}").json()
     assert pool["concurrency_limit"] == 1
-    gpu = stack.client.get("/v2/concurrency_limits/gpu").json()
+    gpu = stack.request("GET", "/v2/concurrency_limits/gpu").json()
     assert gpu["limit"] == 1 and gpu["active"]
