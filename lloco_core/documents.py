@@ -31,6 +31,7 @@ DOCUMENT_SCHEMA = pa.schema(
     ]
 )
 PART_MAX_BYTES = 256 << 20
+ROW_GROUP_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,12 @@ class DocumentTable:
             by_part.setdefault(ref.part, set()).add((ref.doc_id, ref.sha256))
         texts: dict[str, str] = {}
         for part, wanted in by_part.items():
-            table = pq.read_table(self.log.data_path(part), filesystem=self.store.fs, columns=["doc_id", "sha256", "text"])
+            # Parts are sorted by doc_id in small row groups, so the filter skips row groups by their
+            # statistics: a shard reads its own documents, not the whole part.
+            ids = sorted({doc_id for doc_id, _ in wanted})
+            table = pq.read_table(
+                self.log.data_path(part), filesystem=self.store.fs, columns=["doc_id", "sha256", "text"], filters=[("doc_id", "in", ids)]
+            )
             for doc_id, sha, text in zip(*(table.column(c).to_pylist() for c in ("doc_id", "sha256", "text"))):
                 if (doc_id, sha) in wanted:
                     texts[doc_id] = text
@@ -87,7 +93,7 @@ class DocumentTable:
             schema=DOCUMENT_SCHEMA,
         )
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
+        pq.write_table(table, buffer, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         self.store.write_bytes(self.log.data_path(part), buffer.getvalue())
         self.log.commit(part.removesuffix(".parquet"), {"part": part, "documents": {d.doc_id: d.sha256 for d in rows}})
         return part
