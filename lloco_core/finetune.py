@@ -16,7 +16,6 @@ loss curve and summary are written, then committed last.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -35,6 +34,7 @@ from .embeddings import EmbeddingStore, pick_encoder
 from .errors import InputError
 from .fingerprint import checkpoint_fingerprint, stable_hash
 from .model import LlamaAutoCompressorModel, load_config, load_tokenizer, resolve_device
+from .plotting import png_figure
 from .prompts import PromptSet, default_prompts
 from .qa import QAData, check_documents, load_qa
 from .storage import Store
@@ -155,22 +155,14 @@ def _batch(engine_module: torch.nn.Module, examples: list[Example], documents: d
 
 
 def loss_plot_png(curve: list[dict[str, float]], title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], marker="." if len(curve) < 60 else None)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (answer tokens)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    png: list[bytes] = []
+    with png_figure((6, 3.5), 100, png) as ax:
+        ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], marker="." if len(curve) < 60 else None)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss (answer tokens)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    return png[0]
 
 
 def _adapter_files(module: torch.nn.Module) -> dict[str, bytes]:

@@ -5,10 +5,10 @@ metrics.json is written last: its presence marks a finished evaluation (what the
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
+from .plotting import png_figure
 from .storage import Store
 
 SYSTEM_LABELS = {
@@ -52,27 +52,19 @@ adapter `{summary['adapter_key']}`, encoder `{summary['encoder_key']}`.
 
 def render_plot(summary: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
     """Score against mean prompt tokens, one point per system (examples faint behind), as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for i, (name, s) in enumerate(summary["systems"].items()):
-        color = f"C{i}"
-        mine = [r for r in rows if r["system"] == name]
-        ax.scatter([r["prompt_tokens"] for r in mine], [r["score"] for r in mine], color=color, alpha=0.15, s=12)
-        ax.scatter([s["mean_prompt_tokens"]], [s["score"]], color=color, s=70, edgecolor="black", label=SYSTEM_LABELS.get(name, name))
-    ax.set_xscale("log")
-    ax.set_xlabel("prompt tokens (decoder positions)")
-    ax.set_ylabel("score")
-    ax.set_title(f"{summary['corpus']}: score vs prompt tokens")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    png: list[bytes] = []
+    with png_figure((6.4, 4.2), 110, png) as ax:
+        for i, (name, s) in enumerate(summary["systems"].items()):
+            color = f"C{i}"
+            mine = [r for r in rows if r["system"] == name]
+            ax.scatter([r["prompt_tokens"] for r in mine], [r["score"] for r in mine], color=color, alpha=0.15, s=12)
+            ax.scatter([s["mean_prompt_tokens"]], [s["score"]], color=color, s=70, edgecolor="black", label=SYSTEM_LABELS.get(name, name))
+        ax.set_xscale("log")
+        ax.set_xlabel("prompt tokens (decoder positions)")
+        ax.set_ylabel("score")
+        ax.set_title(f"{summary['corpus']}: score vs prompt tokens")
+        ax.legend(fontsize=8)
+    return png[0]
 
 
 def write_report(store: Store, folder: str, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
