@@ -181,7 +181,7 @@ class Answerer:
         self.adapter, model, self.encoder_key = resolve_generation(config, self.store)
         self.model_path = model
         self.embeddings = EmbeddingStore(self.store, config.corpus, self.encoder_key)
-        self.index = self.embeddings.current_index()
+        self.index = self.embeddings.current_index(self.documents)
         self.model = load_decoder(model, self.adapter.uri if self.adapter else None, config.device)
         self.tokenizer = load_tokenizer(model)
         self.prompts: PromptSet = self.adapter.prompts if self.adapter else default_prompts()

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import torch
 
 from .commitlog import CommitLog
-from .documents import DocumentTable
+from .documents import DocumentRef, DocumentTable
 from .errors import InputError
 from .storage import Store
 
@@ -142,11 +142,14 @@ class EmbeddingStore:
     def read_shard(self, shard: str) -> pa.Table:
         return pq.read_table(self.log.data_path(shard), filesystem=self.store.fs)
 
-    def current_index(self) -> dict[str, tuple[str, str]]:
-        """doc_id -> (current sha256, shard) for documents whose current version is compressed."""
+    def current_index(self, documents: dict[str, DocumentRef] | None = None) -> dict[str, tuple[str, str]]:
+        """doc_id -> (current sha256, shard) for documents whose current version is compressed.
+
+        Pass `documents` (DocumentTable.current()) when the caller already read it."""
         held = self.committed()
         index = {}
-        for doc_id, ref in DocumentTable(self.store, self.corpus).current().items():
+        current = documents if documents is not None else DocumentTable(self.store, self.corpus).current()
+        for doc_id, ref in current.items():
             shard = held.get((doc_id, ref.sha256))
             if shard is not None:
                 index[doc_id] = (ref.sha256, shard)

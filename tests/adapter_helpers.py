@@ -47,3 +47,11 @@ def save_adapter(model: Path, root: str, corpus: str = "c", key: str = "ad-test"
     if publish:  # without the commit record the adapter is an unfinished run
         AdapterStore(store, corpus, key).publish({}, {"corpus": corpus, "adapter_key": key, "encoder_key": encoder_key})
     return key
+
+
+def corpus_with_adapter(tmp_path: Path, model: Path) -> tuple[str, str]:
+    """Corpus `c` under `tmp_path/store`, compressed, with one published adapter: (root, encoder key)."""
+    root = str(tmp_path / "store")
+    encoder_key = compressed_corpus(tmp_path, model, root)
+    save_adapter(model, root, encoder_key=encoder_key)
+    return root, encoder_key

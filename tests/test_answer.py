@@ -10,17 +10,14 @@ import pytest
 from lloco.cli import main
 from lloco_core.answer import Answerer, AskConfig, GenerationConfig, Question, answer
 from lloco_core.errors import InputError
-from tests.adapter_helpers import compressed_corpus, save_adapter
+from tests.adapter_helpers import compressed_corpus, corpus_with_adapter, save_adapter
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, tiny_model):
     """Corpus `c`: three documents (11 segments and two short ones), compressed, with one adapter."""
     tmp = tmp_path_factory.mktemp("answer")
-    root = str(tmp / "store")
-    encoder_key = compressed_corpus(tmp, tiny_model, root)
-    save_adapter(tiny_model, root, encoder_key=encoder_key)
-    return root, encoder_key
+    return corpus_with_adapter(tmp, tiny_model)
 
 
 QUESTIONS = [

@@ -13,16 +13,14 @@ from lloco_core.embeddings import list_encoders
 from lloco_core.errors import InputError
 from lloco_core.evaluate import ALL_SYSTEMS, EvaluateConfig, eval_doc_id, evaluate, truncate_middle
 from lloco_core.storage import Store
-from tests.adapter_helpers import compressed_corpus, save_adapter
+from tests.adapter_helpers import corpus_with_adapter
 from tests.conftest import make_text
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("evaluate")
-    root = str(tmp / "store")
-    encoder_key = compressed_corpus(tmp, tiny_model, root)
-    save_adapter(tiny_model, root, encoder_key=encoder_key)
+    root, encoder_key = corpus_with_adapter(tmp, tiny_model)
     bench = tmp / "qasper.jsonl"
     records = [
         {"_id": f"q{i}", "input": f"Which {w} stands by the river?", "context": make_text(40 + i % 2, 500), "answers": [w], "dataset": "qasper"}

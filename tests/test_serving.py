@@ -12,16 +12,13 @@ from safetensors.torch import load_file
 
 from lloco_core.answer import Answerer, AskConfig, Question, generate_batch
 from lloco_core.serving import TENSOR_KEY, export_prompt_embeds
-from tests.adapter_helpers import compressed_corpus, save_adapter
+from tests.adapter_helpers import corpus_with_adapter
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("serving")
-    root = str(tmp / "store")
-    encoder_key = compressed_corpus(tmp, tiny_model, root)
-    save_adapter(tiny_model, root, encoder_key=encoder_key)
-    return root
+    return corpus_with_adapter(tmp, tiny_model)[0]
 
 
 def test_export_is_a_seq_by_hidden_tensor_beside_the_adapter(setup):
