@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from lloco_core.decoder import IGNORE_INDEX
+from lloco_core.model.decoder import IGNORE_INDEX
 from lloco_core.training import engine as ds
 
 SEGMENT, SUMMARY, PROMPT, ANSWER = 1536, 50, 64, 16

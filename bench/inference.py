@@ -2,7 +2,7 @@
 
 For each context length (default 4k, 8k, 16k, 32k tokens) the same small LLaMA-architecture model
 (paper geometry: 1536-token segments -> 50 summary vectors) answers one question twice, both
-through `lloco_core.answer.generate_batch`'s path (transformers `generate`, KV cache, greedy):
+through `lloco_core.qa.answer.generate_batch`'s path (transformers `generate`, KV cache, greedy):
 - full: `[BOS ; context tokens ; prompt]` as input embeddings;
 - LLoCO: `[summary vectors of every segment ; BOS ; prompt]` (`decoder.build_decoder_inputs`),
   with summaries computed by the real compressor beforehand (offline cost, reported apart).
@@ -28,12 +28,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from lloco_core.answer import prompt_ids  # noqa: E402
-from lloco_core.decoder import build_decoder_inputs, pad_batch  # noqa: E402
-from lloco_core.model import load_compressor  # noqa: E402
-from lloco_core.prompts import default_prompts  # noqa: E402
-from lloco_core.summarize import summarize_documents  # noqa: E402
-from lloco_core.tiny import build_tiny_compressor  # noqa: E402
+from lloco_core.qa.answer import prompt_ids  # noqa: E402
+from lloco_core.model.decoder import build_decoder_inputs, pad_batch  # noqa: E402
+from lloco_core.model.autocompressor import load_compressor  # noqa: E402
+from lloco_core.qa.prompts import default_prompts  # noqa: E402
+from lloco_core.model.summarize import summarize_documents  # noqa: E402
+from lloco_core.model.tiny import build_tiny_compressor  # noqa: E402
 
 QUESTION = "What did the harbor master hide under the blue flowerpot, and why?"
 

@@ -21,8 +21,8 @@ from pydantic.fields import FieldInfo
 
 from lloco_core.config import NAME_PATTERN, CompressConfig, StoreConfig
 from lloco_core.fingerprint import stable_hash
-from lloco_core.model import resolve_device
-from lloco_core.storage import Store
+from lloco_core.model.autocompressor import resolve_device
+from lloco_core.store.storage import Store
 
 GPU_LIMIT = "gpu"
 """Global concurrency limit held by every GPU stage; `lloco serve` creates it with one slot per GPU."""

@@ -8,8 +8,8 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from lloco_core.evaluate import EvaluateConfig
-from lloco_core.report import SYSTEM_LABELS, render_markdown
+from lloco_core.qa.evaluate import EvaluateConfig
+from lloco_core.qa.report import SYSTEM_LABELS, render_markdown
 from tasks.evaluate import evaluate_task
 
 from .compress import artifact_key

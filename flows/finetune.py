@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 from pydantic import Field
 
-from lloco_core.finetune import FinetuneConfig
+from lloco_core.training.finetune import FinetuneConfig
 from tasks.finetune import finetune_task
 
 

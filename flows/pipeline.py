@@ -16,8 +16,8 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
 from lloco_core.config import IngestConfig, StoreConfig
-from lloco_core.evaluate import EvaluateConfig
-from lloco_core.finetune import FinetuneConfig
+from lloco_core.qa.evaluate import EvaluateConfig
+from lloco_core.training.finetune import FinetuneConfig
 
 from ._runtime import CORPUS_PATTERN, CompressOptions, ScaleOptions, configured, field_of, gpu_slot
 from .compress import artifact_key, compress_flow

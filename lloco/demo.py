@@ -17,7 +17,7 @@ OUT = Path(os.environ.get("LLOCO_DEMO_DIR", "demo_output")).resolve()
 
 def tiny_model() -> Path:
     """Build the demo checkpoint once; later demos reuse it (and so every cached stage)."""
-    from lloco_core.tiny import build_tiny_compressor
+    from lloco_core.model.tiny import build_tiny_compressor
 
     folder = OUT / "model"
     if not (folder / "model.safetensors").exists():
@@ -33,7 +33,7 @@ def main() -> int:
     model = tiny_model()
     root = str(OUT / "store")
     from flows.pipeline import EvaluateOptions, FinetuneOptions, PipelineConfig, pipeline_flow
-    from lloco_core.report import markdown_table
+    from lloco_core.qa.report import markdown_table
 
     qa = str(DATA / "sample_qa.jsonl")
     result = pipeline_flow(

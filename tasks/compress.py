@@ -8,10 +8,10 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from lloco_core.compress import CompressPlan, EncoderSettings, ShardPlan, ShardResult, cached_compressor, compress_shard, encoder_settings, plan_compress
+from lloco_core.model.compress import CompressPlan, EncoderSettings, ShardPlan, ShardResult, cached_compressor, compress_shard, encoder_settings, plan_compress
 from lloco_core.config import CompressConfig
-from lloco_core.embeddings import EmbeddingStore
-from lloco_core.storage import Store
+from lloco_core.store.embeddings import EmbeddingStore
+from lloco_core.store.storage import Store
 
 from ._caching import STORAGE_RETRIES, CommittedOutput
 

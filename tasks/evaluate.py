@@ -1,4 +1,4 @@
-"""Evaluate task: one call of `lloco_core.evaluate.evaluate`. The store is the cache: a finished
+"""Evaluate task: one call of `lloco_core.qa.evaluate.evaluate`. The store is the cache: a finished
 report under the same eval key (adapter + eval set + settings) is returned without loading a model."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from lloco_core.evaluate import EvaluateConfig, evaluate
+from lloco_core.qa.evaluate import EvaluateConfig, evaluate
 
 from ._caching import STORAGE_RETRIES
 

@@ -1,4 +1,4 @@
-"""Finetune task: runs `python -m lloco_core.finetune` in a subprocess so DeepSpeed gets its own
+"""Finetune task: runs `python -m lloco_core.training.finetune` in a subprocess so DeepSpeed gets its own
 process and environment (on a GPU worker the same command can be `deepspeed --num_gpus N -m …`).
 
 Cache key = the adapter key while the finished adapter is committed in the store; a killed or
@@ -17,8 +17,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from lloco_core.finetune import FinetuneConfig, plan_finetune
-from lloco_core.storage import Store
+from lloco_core.training.finetune import FinetuneConfig, plan_finetune
+from lloco_core.store.storage import Store
 from lloco_core.training.checkpoints import AdapterStore
 from lloco_core.training.engine import child_environment
 
@@ -30,9 +30,9 @@ def artifact_key(*parts: str) -> str:
 
 
 def finetune_command(config: FinetuneConfig, launcher: str | None = None) -> list[str]:
-    """`python -m lloco_core.finetune --field value …`, or under a launcher such as `deepspeed --num_gpus 4`."""
+    """`python -m lloco_core.training.finetune --field value …`, or under a launcher such as `deepspeed --num_gpus 4`."""
     args = ["--config-json", config.model_dump_json()]
-    head = [*shlex.split(launcher), "-m", "lloco_core.finetune"] if launcher else [sys.executable, "-m", "lloco_core.finetune"]
+    head = [*shlex.split(launcher), "-m", "lloco_core.training.finetune"] if launcher else [sys.executable, "-m", "lloco_core.training.finetune"]
     return [*head, *args]
 
 

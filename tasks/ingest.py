@@ -7,7 +7,7 @@ from typing import Any
 from prefect import task
 
 from lloco_core.config import IngestConfig
-from lloco_core.documents import ingest
+from lloco_core.store.documents import ingest
 
 from ._caching import STORAGE_RETRIES
 

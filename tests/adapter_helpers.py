@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from lloco_core.compress import compress
+from lloco_core.model.compress import compress
 from lloco_core.config import CompressConfig, IngestConfig
-from lloco_core.documents import ingest
-from lloco_core.prompts import default_prompts
-from lloco_core.storage import Store
+from lloco_core.store.documents import ingest
+from lloco_core.qa.prompts import default_prompts
+from lloco_core.store.storage import Store
 from lloco_core.training.checkpoints import AdapterStore
 from tests.conftest import make_text
 
@@ -30,7 +30,7 @@ def save_adapter(model: Path, root: str, corpus: str = "c", key: str = "ad-test"
     PEFT files + prompts.json, then finetune.json and the commit record last."""
     from peft import LoraConfig, get_peft_model
 
-    from lloco_core.model import LlamaAutoCompressorModel
+    from lloco_core.model.autocompressor import LlamaAutoCompressorModel
 
     torch.manual_seed(seed)
     base = LlamaAutoCompressorModel.from_pretrained(str(model))

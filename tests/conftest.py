@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """hidden 64, 2 layers, summary_length 4, segment_length 32, ~600-token BPE vocabulary."""
-    from lloco_core.tiny import build_tiny_compressor
+    from lloco_core.model.tiny import build_tiny_compressor
 
     texts = [make_text(seed, 400) for seed in range(20)]
     return build_tiny_compressor(tmp_path_factory.mktemp("tiny-model"), texts=texts, vocab_size=600)

@@ -6,9 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-from lloco_core.compress import compress
+from lloco_core.model.compress import compress
 from lloco_core.config import CompressConfig, IngestConfig
-from lloco_core.documents import ingest
+from lloco_core.store.documents import ingest
 
 SAMPLE = Path(__file__).resolve().parents[1] / "lloco_core" / "data" / "sample_corpus"
 DOCS = ("lighthouse_keeper", "lab_report_yeast")

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from lloco.cli import main as cli_main
-from lloco_core.model import LoadedCompressor, load_compressor
+from lloco_core.model.autocompressor import LoadedCompressor, load_compressor
 
 
 @torch.inference_mode()
@@ -45,7 +45,7 @@ def token_ids(tokenizer: Any, text: str) -> list[int]:
 
 
 def chunk(ids: list[int], length: int) -> list[list[int]]:
-    """Plain fixed-length cut, written here independently of lloco_core.segments."""
+    """Plain fixed-length cut, written here independently of lloco_core.model.segments."""
     return [ids[i : i + length] for i in range(0, len(ids), length)]
 
 

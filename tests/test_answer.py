@@ -8,7 +8,7 @@ import json
 import pytest
 
 from lloco.cli import main
-from lloco_core.answer import Answerer, AskConfig, GenerationConfig, Question, answer
+from lloco_core.qa.answer import Answerer, AskConfig, GenerationConfig, Question, answer
 from lloco_core.errors import InputError
 from tests.adapter_helpers import compressed_corpus, corpus_with_adapter, save_adapter
 

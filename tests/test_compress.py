@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lloco_core.embeddings import EmbeddingStore
-from lloco_core.storage import Store
+from lloco_core.store.embeddings import EmbeddingStore
+from lloco_core.store.storage import Store
 from tests.conftest import make_text
 from tests.fixtures_compress import (  # noqa: F401
     chunk,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lloco_core.errors import InputError
-from lloco_core.evalsets import EvalExample, load_eval_set
+from lloco_core.qa.evalsets import EvalExample, load_eval_set
 
 
 def longbench_record(dataset: str, i: int = 0, **overrides: Any) -> dict[str, Any]:

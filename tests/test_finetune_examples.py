@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lloco_core.decoder import IGNORE_INDEX, build_decoder_inputs, context_budget_segments, load_decoder, pad_batch
-from lloco_core.embeddings import EmbeddingStore, pick_encoder
-from lloco_core.finetune import config_from_args
-from lloco_core.model import load_tokenizer
-from lloco_core.prompts import PromptSet, default_prompts
-from lloco_core.qa import QAItem
-from lloco_core.storage import Store
+from lloco_core.model.decoder import IGNORE_INDEX, build_decoder_inputs, context_budget_segments, load_decoder, pad_batch
+from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
+from lloco_core.training.finetune import config_from_args
+from lloco_core.model.autocompressor import load_tokenizer
+from lloco_core.qa.prompts import PromptSet, default_prompts
+from lloco_core.qa.dataset import QAItem
+from lloco_core.store.storage import Store
 from lloco_core.training.examples import build_examples, encode_example, example_summaries, label_vector
 from tasks.finetune import finetune_command
 from tests.finetune_helpers import make_corpus
@@ -81,11 +81,11 @@ def test_prompts_round_trip_json() -> None:
 
 
 def test_task_command_round_trips_the_config() -> None:
-    from lloco_core.finetune import FinetuneConfig
+    from lloco_core.training.finetune import FinetuneConfig
 
     config = FinetuneConfig(corpus="c", qa="q.jsonl", model="m", root="/tmp/r", zero_stage=1, target_modules=["q_proj", "v_proj"], bf16=False)
     command = finetune_command(config)
-    assert command[1:3] == ["-m", "lloco_core.finetune"]
+    assert command[1:3] == ["-m", "lloco_core.training.finetune"]
     assert config_from_args(command[3:]) == config
     assert finetune_command(config, "deepspeed --num_gpus 2")[:4] == ["deepspeed", "--num_gpus", "2", "-m"]
     assert config_from_args(["--corpus", "c", "--qa", "q", "--model", "m", "--zero-stage", "3", "--target-modules", "q_proj,o_proj"]).zero_stage == 3

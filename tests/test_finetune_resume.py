@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lloco_core.finetune import FinetuneConfig, finetune
+from lloco_core.training.finetune import FinetuneConfig, finetune
 from lloco_core.training.engine import child_environment
 from tests.finetune_helpers import make_corpus, sharpen_head
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lloco_core.metrics import (
+from lloco_core.qa.metrics import (
     METRICS,
     ROUGE_LIBRARY,
     accuracy,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lloco_core.segments import segment_document
+from lloco_core.model.segments import segment_document
 from tests.conftest import make_text
 from tests.fixtures_compress import chunk, compressor, text_with_tokens, token_ids  # noqa: F401
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lloco_core.answer import Answerer, AskConfig, Question
-from lloco_core.serving import export_prompt_embeds
+from lloco_core.qa.answer import Answerer, AskConfig, Question
+from lloco_core.qa.serving import export_prompt_embeds
 
 from ._generation import add_generation_options, config_fields
 from ._options import add_store_options, store_fields

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from lloco_core.compress import ShardResult, compress
+from lloco_core.model.compress import ShardResult, compress
 from lloco_core.config import CompressConfig
 
 from ._options import add_store_options, store_fields

@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from lloco_core.config import CorpusConfig
-from lloco_core.embeddings import export
-from lloco_core.storage import Store
+from lloco_core.store.embeddings import export
+from lloco_core.store.storage import Store
 
 from ._options import add_store_options, store_fields
 

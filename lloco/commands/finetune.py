@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from lloco_core.finetune import FinetuneConfig, finetune
+from lloco_core.training.finetune import FinetuneConfig, finetune
 
 from ._options import add_store_options, store_fields
 

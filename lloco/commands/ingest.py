@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from lloco_core.config import IngestConfig
-from lloco_core.documents import ingest
+from lloco_core.store.documents import ingest
 
 from ._options import add_store_options, store_fields
 

@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..commitlog import CommitLog
-from ..storage import Store
+from lloco_core.store.commitlog import CommitLog
+from lloco_core.store.storage import Store
 
 FINISHED = "adapter"
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ..config import CorpusConfig, Device, check_name
+from lloco_core.config import CorpusConfig, Device, check_name
 
 SETTINGS_EXCLUDED = {"root", "endpoint_url", "corpus", "qa", "model", "output_key", "device", "checkpoint_every", "keep_checkpoints", "encoder_key"}
 """Fields that do not change the trained numbers (or enter the adapter key another way)."""

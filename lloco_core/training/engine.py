@@ -3,8 +3,8 @@
 Launch modes:
 - one process (CLI, tests, a Prefect task's subprocess): world size 1 is set up here
   (RANK/WORLD_SIZE/LOCAL_RANK, MASTER_ADDR 127.0.0.1 and a free MASTER_PORT).
-- several GPUs: `deepspeed --num_gpus N -m lloco_core.finetune …` or
-  `torchrun --nproc_per_node N -m lloco_core.finetune …`; the launcher sets the environment.
+- several GPUs: `deepspeed --num_gpus N -m lloco_core.training.finetune …` or
+  `torchrun --nproc_per_node N -m lloco_core.training.finetune …`; the launcher sets the environment.
 
 On CPU the DeepSpeed CPU accelerator runs with gloo. At world size 1 its shared-memory
 all-reduce op is never used, so it is marked unavailable before the engine starts: that skips a

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..decoder import IGNORE_INDEX, context_budget_segments
-from ..embeddings import EmbeddingStore, SegmentEmbeddings
-from ..prompts import PromptSet
-from ..qa import QAItem
-from ..retrieval import select_segments
+from lloco_core.model.decoder import IGNORE_INDEX, context_budget_segments
+from lloco_core.store.embeddings import EmbeddingStore, SegmentEmbeddings
+from lloco_core.qa.prompts import PromptSet
+from lloco_core.qa.dataset import QAItem
+from lloco_core.qa.retrieval import select_segments
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ import pytest
 
 from lloco.prefect_local import LocalPrefectServer, start_worker, stop_process
 from lloco.serving import CPU_POOL, GPU_POOL, REPO_ROOT, set_up
-from lloco_core.compress import encoder_settings
+from lloco_core.model.compress import encoder_settings
 from lloco_core.config import CompressConfig
-from lloco_core.embeddings import EmbeddingStore
-from lloco_core.storage import Store
+from lloco_core.store.embeddings import EmbeddingStore
+from lloco_core.store.storage import Store
 
 SAMPLE = REPO_ROOT / "lloco_core" / "data" / "sample_corpus"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lloco_core.compress import compress
+from lloco_core.model.compress import compress
 from lloco_core.config import CompressConfig, IngestConfig
-from lloco_core.documents import ingest
+from lloco_core.store.documents import ingest
 from tests.conftest import make_text
 
 from .conftest import Stack, committed_shards

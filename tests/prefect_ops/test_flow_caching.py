@@ -12,11 +12,11 @@ import pytest
 from prefect import flow
 
 from flows._runtime import configured
-from lloco_core.compress import CompressPlan, encoder_settings, plan_compress
+from lloco_core.model.compress import CompressPlan, encoder_settings, plan_compress
 from lloco_core.config import CompressConfig, IngestConfig, StoreConfig
-from lloco_core.documents import ingest
-from lloco_core.embeddings import EmbeddingStore
-from lloco_core.storage import Store
+from lloco_core.store.documents import ingest
+from lloco_core.store.embeddings import EmbeddingStore
+from lloco_core.store.storage import Store
 from tasks.compress import compress_shard_task
 from tests.conftest import make_text
 from tests.s3server import SeaweedS3, _pid_alive

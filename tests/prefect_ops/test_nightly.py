@@ -9,7 +9,7 @@ import pytest
 
 from flows.nightly import NightlyConfig, nightly_flow
 from lloco_core.config import IngestConfig
-from lloco_core.documents import ingest
+from lloco_core.store.documents import ingest
 from tests.conftest import make_text
 
 from .conftest import Stack, committed_shards

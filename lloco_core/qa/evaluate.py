@@ -27,21 +27,21 @@ import pyarrow.parquet as pq
 import torch
 from pydantic import Field
 
-from .adapters import resolve_adapter
-from .answer import Answerer, GenerationConfig, Prepared, Question, resolve_generation
-from .compress import compress, resolve_model_folder
-from .config import CompressConfig
-from .documents import DocumentTable
-from .embeddings import EmbeddingStore, list_encoders
-from .errors import InputError
-from .evalsets import load_eval_set
-from .fingerprint import checkpoint_fingerprint, stable_hash
-from .metrics import METRICS, ROUGE_LIBRARY
-from .qa import load_qa
-from .report import write_report
-from .retrieval import rank_segments
-from .sources import SourceDocument
-from .storage import Store
+from lloco_core.training.adapters import resolve_adapter
+from lloco_core.qa.answer import Answerer, GenerationConfig, Prepared, Question, resolve_generation
+from lloco_core.model.compress import compress, resolve_model_folder
+from lloco_core.config import CompressConfig
+from lloco_core.store.documents import DocumentTable
+from lloco_core.store.embeddings import EmbeddingStore, list_encoders
+from lloco_core.errors import InputError
+from lloco_core.qa.evalsets import load_eval_set
+from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
+from lloco_core.qa.metrics import METRICS, ROUGE_LIBRARY
+from lloco_core.qa.dataset import load_qa
+from lloco_core.qa.report import write_report
+from lloco_core.qa.retrieval import rank_segments
+from lloco_core.store.sources import SourceDocument
+from lloco_core.store.storage import Store
 
 SystemName = Literal["no_context", "truncated", "retrieval", "lloco_base", "lloco"]
 ALL_SYSTEMS: tuple[str, ...] = ("no_context", "truncated", "retrieval", "lloco_base", "lloco")

@@ -17,8 +17,8 @@ import fsspec
 import torch
 from transformers import PreTrainedModel
 
-from .errors import InputError
-from .model import LlamaAutoCompressorModel, compute_dtype, flash_attention_available, load_config, resolve_device
+from lloco_core.errors import InputError
+from lloco_core.model.autocompressor import LlamaAutoCompressorModel, compute_dtype, flash_attention_available, load_config, resolve_device
 
 IGNORE_INDEX = -100
 """Label value the loss skips (torch's CrossEntropyLoss default)."""

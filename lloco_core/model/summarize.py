@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import LlamaAutoCompressorModel
+from lloco_core.model.autocompressor import LlamaAutoCompressorModel
 
 
 @torch.inference_mode()

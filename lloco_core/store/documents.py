@@ -16,10 +16,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .commitlog import CommitLog
-from .config import IngestConfig
-from .sources import SourceDocument, Skipped, read_source
-from .storage import Store, storage_options_for
+from lloco_core.store.commitlog import CommitLog
+from lloco_core.config import IngestConfig
+from lloco_core.store.sources import SourceDocument, Skipped, read_source
+from lloco_core.store.storage import Store, storage_options_for
 
 DOCUMENT_SCHEMA = pa.schema(
     [

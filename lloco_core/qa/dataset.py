@@ -17,8 +17,8 @@ from typing import Any
 
 import fsspec
 
-from .errors import InputError
-from .prompts import OPTION_LETTERS, TASKS
+from lloco_core.errors import InputError
+from lloco_core.qa.prompts import OPTION_LETTERS, TASKS
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .plotting import png_figure
-from .storage import Store
+from lloco_core.plotting import png_figure
+from lloco_core.store.storage import Store
 
 SYSTEM_LABELS = {
     "no_context": "No context",

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from .errors import InputError
+from lloco_core.errors import InputError
 
 DEFAULT_SEGMENT_LENGTH = 1536
 

@@ -19,16 +19,16 @@ import torch
 from pydantic import Field, model_validator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .adapters import AdapterInfo, resolve_adapter
-from .config import CorpusConfig, Device
-from .decoder import build_decoder_inputs, context_budget_segments, decoder_window, load_decoder, pad_batch
-from .documents import DocumentTable
-from .embeddings import EmbeddingStore, pick_encoder
-from .errors import InputError
-from .model import load_tokenizer
-from .prompts import PromptSet, default_prompts
-from .retrieval import RetrieverKind, SegmentKey, make_retriever, select_corpus_segments, select_segments
-from .storage import Store
+from lloco_core.training.adapters import AdapterInfo, resolve_adapter
+from lloco_core.config import CorpusConfig, Device
+from lloco_core.model.decoder import build_decoder_inputs, context_budget_segments, decoder_window, load_decoder, pad_batch
+from lloco_core.store.documents import DocumentTable
+from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
+from lloco_core.errors import InputError
+from lloco_core.model.autocompressor import load_tokenizer
+from lloco_core.qa.prompts import PromptSet, default_prompts
+from lloco_core.qa.retrieval import RetrieverKind, SegmentKey, make_retriever, select_corpus_segments, select_segments
+from lloco_core.store.storage import Store
 
 Task = Literal["qa", "multiple_choice", "query_summary"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .storage import Store
+from lloco_core.store.storage import Store
 
 COMMITS = "_commits"
 

@@ -1,9 +1,9 @@
 """Finetune one LoRA adapter per corpus on its compressed contexts, through DeepSpeed.
 
     finetune(FinetuneConfig(...)) -> dict          # Python API
-    python -m lloco_core.finetune --corpus C --qa FILE --model PATH [--root URL] …   # one process
-    deepspeed --num_gpus 4 -m lloco_core.finetune --corpus C --qa FILE --model PATH …   # multi-GPU
-    torchrun --nproc_per_node 4 -m lloco_core.finetune …                               # same, torchrun
+    python -m lloco_core.training.finetune --corpus C --qa FILE --model PATH [--root URL] …   # one process
+    deepspeed --num_gpus 4 -m lloco_core.training.finetune --corpus C --qa FILE --model PATH …   # multi-GPU
+    torchrun --nproc_per_node 4 -m lloco_core.training.finetune …                               # same, torchrun
 
 Order of work, so that bad input never leaves anything in the store: load and validate the QA
 file, find the committed embeddings of every doc_id, check the model's hidden size against them,
@@ -28,20 +28,20 @@ from typing import Any
 
 import torch
 
-from .compress import resolve_model_folder
-from .decoder import build_decoder_inputs, decoder_window, pad_batch
-from .embeddings import EmbeddingStore, pick_encoder
-from .errors import InputError
-from .fingerprint import checkpoint_fingerprint, stable_hash
-from .model import LlamaAutoCompressorModel, load_config, load_tokenizer, resolve_device
-from .plotting import png_figure
-from .prompts import PromptSet, default_prompts
-from .qa import QAData, check_documents, load_qa
-from .storage import Store
-from .training import engine as ds
-from .training.checkpoints import AdapterStore, step_tag
-from .training.config import FinetuneConfig
-from .training.examples import Example, build_examples, example_summaries, label_vector
+from lloco_core.model.compress import resolve_model_folder
+from lloco_core.model.decoder import build_decoder_inputs, decoder_window, pad_batch
+from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
+from lloco_core.errors import InputError
+from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
+from lloco_core.model.autocompressor import LlamaAutoCompressorModel, load_config, load_tokenizer, resolve_device
+from lloco_core.plotting import png_figure
+from lloco_core.qa.prompts import PromptSet, default_prompts
+from lloco_core.qa.dataset import QAData, check_documents, load_qa
+from lloco_core.store.storage import Store
+from lloco_core.training import engine as ds
+from lloco_core.training.checkpoints import AdapterStore, step_tag
+from lloco_core.training.config import FinetuneConfig
+from lloco_core.training.examples import Example, build_examples, example_summaries, label_vector
 
 ADAPTER_FORMAT = 1
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -325,7 +325,7 @@ def _progress_to_stderr(event: dict[str, Any]) -> None:
 
 def config_from_args(argv: list[str] | None = None) -> FinetuneConfig:
     """Every FinetuneConfig field as a --flag (the launcher path has no other CLI)."""
-    parser = argparse.ArgumentParser(prog="python -m lloco_core.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m lloco_core.training.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
     parser.add_argument("--config-json", dest="config_json", default=None, help="the whole FinetuneConfig as JSON (other flags override it)")
     for name, field in FinetuneConfig.model_fields.items():

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import fsspec
 
-from .config import StoreConfig
+from lloco_core.config import StoreConfig
 
 SEGMENT = re.compile(r"^[A-Za-z0-9_.=-]{1,200}$")
 

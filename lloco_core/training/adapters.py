@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
-from .prompts import PromptSet, default_prompts
-from .storage import Store
-from .training.checkpoints import FINISHED, AdapterStore
+from lloco_core.errors import InputError
+from lloco_core.qa.prompts import PromptSet, default_prompts
+from lloco_core.store.storage import Store
+from lloco_core.training.checkpoints import FINISHED, AdapterStore
 
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors")
 PROMPTS_FILE = "prompts.json"

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 import bm25s
 import numpy as np
 
-from .errors import InputError
+from lloco_core.errors import InputError
 
 RetrieverKind = Literal["bm25", "dense"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from safetensors.torch import save
 
-from .answer import Answerer, AskConfig, Question
-from .fingerprint import stable_hash
+from lloco_core.qa.answer import Answerer, AskConfig, Question
+from lloco_core.fingerprint import stable_hash
 
 TENSOR_KEY = "prompt_embeds"
 

@@ -16,7 +16,7 @@ from typing import Any
 import fsspec
 import pyarrow.parquet as pq
 
-from .errors import InputError
+from lloco_core.errors import InputError
 
 TEXT_SUFFIXES = (".txt", ".md")
 DOC_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@+=-]+(/[A-Za-z0-9_.:@+=-]+)*$")

@@ -19,10 +19,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from .commitlog import CommitLog
-from .documents import DocumentRef, DocumentTable
-from .errors import InputError
-from .storage import Store
+from lloco_core.store.commitlog import CommitLog
+from lloco_core.store.documents import DocumentRef, DocumentTable
+from lloco_core.errors import InputError
+from lloco_core.store.storage import Store
 
 STORED_DTYPES: dict[str, tuple[torch.dtype, pa.DataType]] = {
     "float32": (torch.float32, pa.float32()),

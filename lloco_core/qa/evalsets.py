@@ -15,8 +15,8 @@ from typing import Any, Literal
 import fsspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import InputError
-from .metrics import METRICS
+from lloco_core.errors import InputError
+from lloco_core.qa.metrics import METRICS
 
 Task = Literal["qa", "multiple_choice", "query_summary"]
 Format = Literal["auto", "longbench", "quality"]
@@ -47,7 +47,7 @@ class EvalExample(BaseModel):
     question: str = Field(description="The question or query, without the context.")
     answers: list[str] = Field(min_length=1, description="References; for multiple choice the gold letter.")
     options: list[str] | None = Field(default=None, description="Answer options (multiple choice only).")
-    metric: str = Field(description="Key into lloco_core.metrics.METRICS.")
+    metric: str = Field(description="Key into lloco_core.qa.metrics.METRICS.")
 
     @field_validator("metric")
     @classmethod

@@ -15,7 +15,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, PreTrainedTokenizerFast
 
-from .model import LlamaAutoCompressorModel
+from lloco_core.model.autocompressor import LlamaAutoCompressorModel
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 
@@ -36,7 +36,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> PreTrainedT
 
 def default_training_text() -> list[str]:
     """The bundled sample corpus plus the QA sets: enough text for a few thousand merges."""
-    here = Path(__file__).parent / "data"
+    here = Path(__file__).resolve().parent.parent / "data"
     return [p.read_text(encoding="utf-8") for p in sorted(here.rglob("*")) if p.suffix in {".txt", ".md", ".jsonl"}] or ["lloco"]
 
 

@@ -1,0 +1,1 @@
+"""The AutoCompressor: loading checkpoints, segmenting, summarizing, compressing a corpus, the decoder."""

@@ -1,0 +1,1 @@
+"""Questions over a compressed corpus: prompts, QA data, retrieval, answering, evaluation, metrics."""
