@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from lloco_core.model.compress import compress, encoder_settings, cached_compressor  # noqa: E402
 from lloco_core.config import CompressConfig, IngestConfig  # noqa: E402
-from lloco_core.store.documents import ingest  # noqa: E402
+from lloco_core.model.compress import cached_compressor, compress, encoder_settings  # noqa: E402
 from lloco_core.model.segments import segment_document  # noqa: E402
 from lloco_core.model.tiny import build_tiny_compressor  # noqa: E402
+from lloco_core.store.documents import ingest  # noqa: E402
 from tests.conftest import make_text  # noqa: E402
 
 

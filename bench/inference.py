@@ -28,12 +28,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from lloco_core.qa.answer import prompt_ids  # noqa: E402
-from lloco_core.model.decoder import build_decoder_inputs, pad_batch  # noqa: E402
 from lloco_core.model.autocompressor import load_compressor  # noqa: E402
-from lloco_core.qa.prompts import default_prompts  # noqa: E402
+from lloco_core.model.decoder import build_decoder_inputs, pad_batch  # noqa: E402
 from lloco_core.model.summarize import summarize_documents  # noqa: E402
 from lloco_core.model.tiny import build_tiny_compressor  # noqa: E402
+from lloco_core.qa.answer import prompt_ids  # noqa: E402
+from lloco_core.qa.prompts import default_prompts  # noqa: E402
 
 QUESTION = "What did the harbor master hide under the blue flowerpot, and why?"
 

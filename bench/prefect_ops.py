@@ -23,10 +23,10 @@ from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 from flows._runtime import configured
 from flows.compress import compress_flow
 from lloco.prefect_local import LocalPrefectServer
-from lloco_core.model.compress import compress
 from lloco_core.config import CompressConfig, IngestConfig, StoreConfig
-from lloco_core.store.documents import ingest
+from lloco_core.model.compress import compress
 from lloco_core.model.tiny import build_tiny_compressor
+from lloco_core.store.documents import ingest
 
 
 def _corpus(folder: Path, n_docs: int, words: int = 120) -> None:

@@ -9,8 +9,8 @@ runs the retry.
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 from prefect import Flow

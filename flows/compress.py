@@ -9,8 +9,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
-from lloco_core.model.compress import CompressSummary, ShardResult
 from lloco_core.config import CompressConfig
+from lloco_core.model.compress import CompressSummary, ShardResult
 from tasks.compress import compress_shard_task, plan_compress_task
 
 

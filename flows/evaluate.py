@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from lloco_core.qa.evaluate import EvaluateConfig
+from lloco_core.qa.config import EvaluateConfig
 from lloco_core.qa.report import SYSTEM_LABELS, render_markdown
 from tasks.evaluate import evaluate_task
 

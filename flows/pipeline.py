@@ -16,7 +16,7 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, ConfigDict, Field
 
 from lloco_core.config import IngestConfig, StoreConfig
-from lloco_core.qa.evaluate import EvaluateConfig
+from lloco_core.qa.config import EvaluateConfig
 from lloco_core.training.finetune import FinetuneConfig
 
 from ._runtime import CORPUS_PATTERN, CompressOptions, ScaleOptions, configured, field_of, gpu_slot

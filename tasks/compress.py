@@ -8,8 +8,8 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from lloco_core.model.compress import CompressPlan, EncoderSettings, ShardPlan, ShardResult, cached_compressor, compress_shard, encoder_settings, plan_compress
 from lloco_core.config import CompressConfig
+from lloco_core.model.compress import CompressPlan, EncoderSettings, ShardPlan, ShardResult, cached_compressor, compress_shard, encoder_settings, plan_compress
 from lloco_core.store.embeddings import EmbeddingStore
 from lloco_core.store.storage import Store
 

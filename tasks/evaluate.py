@@ -7,7 +7,8 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from lloco_core.qa.evaluate import EvaluateConfig, evaluate
+from lloco_core.qa.config import EvaluateConfig
+from lloco_core.qa.evaluate import evaluate
 
 from ._caching import STORAGE_RETRIES
 

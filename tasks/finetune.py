@@ -17,10 +17,10 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from lloco_core.training.finetune import FinetuneConfig, plan_finetune
 from lloco_core.store.storage import Store
 from lloco_core.training.checkpoints import AdapterStore
 from lloco_core.training.engine import child_environment
+from lloco_core.training.finetune import FinetuneConfig, plan_finetune
 
 from ._caching import STORAGE_RETRIES, CommittedOutput
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from lloco_core.model.compress import compress
 from lloco_core.config import CompressConfig, IngestConfig
-from lloco_core.store.documents import ingest
+from lloco_core.model.compress import compress
 from lloco_core.qa.prompts import default_prompts
+from lloco_core.store.documents import ingest
 from lloco_core.store.storage import Store
 from lloco_core.training.checkpoints import AdapterStore
 from tests.conftest import make_text

@@ -6,8 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from lloco_core.model.compress import compress
 from lloco_core.config import CompressConfig, IngestConfig
+from lloco_core.model.compress import compress
 from lloco_core.store.documents import ingest
 
 SAMPLE = Path(__file__).resolve().parents[1] / "lloco_core" / "data" / "sample_corpus"

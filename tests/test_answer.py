@@ -8,8 +8,9 @@ import json
 import pytest
 
 from lloco.cli import main
-from lloco_core.qa.answer import Answerer, AskConfig, GenerationConfig, Question, answer
 from lloco_core.errors import InputError
+from lloco_core.qa.answer import Answerer, Question, answer
+from lloco_core.qa.config import AskConfig, GenerationConfig
 from tests.adapter_helpers import compressed_corpus, corpus_with_adapter, save_adapter
 
 

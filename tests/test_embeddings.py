@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from lloco_core.model.compress import compress, encoder_settings
 from lloco_core.config import CompressConfig, IngestConfig
+from lloco_core.model.compress import compress, encoder_settings
+from lloco_core.model.segments import segment_document
+from lloco_core.model.summarize import summarize_documents
 from lloco_core.store.documents import ingest
 from lloco_core.store.embeddings import EmbeddingStore, arrow_to_tensor, tensor_to_arrow
-from lloco_core.model.segments import segment_document
 from lloco_core.store.storage import Store
-from lloco_core.model.summarize import summarize_documents
 from tests.conftest import make_text
 from tests.fixtures_compress import compressor, write_docs  # noqa: F401
 

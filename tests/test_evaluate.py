@@ -8,10 +8,11 @@ import json
 import pytest
 
 from lloco.cli import main
+from lloco_core.errors import InputError
+from lloco_core.qa.config import ALL_SYSTEMS, EvaluateConfig
+from lloco_core.qa.evaluate import eval_doc_id, evaluate, truncate_middle
 from lloco_core.store.documents import DocumentTable
 from lloco_core.store.embeddings import list_encoders
-from lloco_core.errors import InputError
-from lloco_core.qa.evaluate import ALL_SYSTEMS, EvaluateConfig, eval_doc_id, evaluate, truncate_middle
 from lloco_core.store.storage import Store
 from tests.adapter_helpers import corpus_with_adapter
 from tests.conftest import make_text

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from lloco_core.errors import InputError
-from lloco_core.training.finetune import FinetuneConfig, finetune, plan_finetune
 from lloco_core.store.storage import Store
+from lloco_core.training.finetune import FinetuneConfig, finetune, plan_finetune
 from tests.finetune_helpers import make_corpus, sharpen_head
 
 FAST = dict(learning_rate=5e-3, lora_r=8, epochs=12, warmup_ratio=0.0, lr_scheduler="constant", lora_dropout=0.0, checkpoint_every=10, device="cpu")
@@ -137,9 +137,9 @@ def test_bad_qa_is_a_clear_error_and_writes_nothing(corpus: dict, tmp_path: Path
 
 
 def test_hidden_size_mismatch_is_a_clear_error(corpus: dict, tmp_path: Path) -> None:
-    from lloco_core.model.tiny import build_tiny_compressor
-
     import shutil
+
+    from lloco_core.model.tiny import build_tiny_compressor
 
     root = str(tmp_path / "store")
     shutil.copytree(corpus["root"], root)

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lloco_core.model.decoder import IGNORE_INDEX, build_decoder_inputs, context_budget_segments, load_decoder, pad_batch
-from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
-from lloco_core.training.finetune import config_from_args
 from lloco_core.model.autocompressor import load_tokenizer
-from lloco_core.qa.prompts import PromptSet, default_prompts
+from lloco_core.model.decoder import IGNORE_INDEX, build_decoder_inputs, context_budget_segments, load_decoder, pad_batch
 from lloco_core.qa.dataset import QAItem
+from lloco_core.qa.prompts import PromptSet, default_prompts
+from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
 from lloco_core.store.storage import Store
 from lloco_core.training.examples import build_examples, encode_example, example_summaries, label_vector
+from lloco_core.training.finetune import config_from_args
 from tasks.finetune import finetune_command
 from tests.finetune_helpers import make_corpus
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lloco_core.training.finetune import FinetuneConfig, finetune
 from lloco_core.training.engine import child_environment
+from lloco_core.training.finetune import FinetuneConfig, finetune
 from tests.finetune_helpers import make_corpus, sharpen_head
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lloco_core.model.compress import compress
 from lloco_core.config import CompressConfig, IngestConfig
+from lloco_core.model.autocompressor import load_compressor
+from lloco_core.model.compress import compress
+from lloco_core.model.segments import segment_document
+from lloco_core.model.summarize import summarize_documents
 from lloco_core.store.documents import ingest
 from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
-from lloco_core.model.autocompressor import load_compressor
-from lloco_core.model.segments import segment_document
 from lloco_core.store.storage import Store
-from lloco_core.model.summarize import summarize_documents
 from tests.conftest import make_text
 
 pytestmark = pytest.mark.gpu

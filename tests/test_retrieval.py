@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from lloco_core.model.compress import compress
 from lloco_core.config import CompressConfig, IngestConfig
+from lloco_core.errors import InputError
+from lloco_core.model.compress import compress
+from lloco_core.qa.retrieval import BM25Retriever, SegmentKey, make_retriever, rank_segments, select_corpus_segments, select_segments
 from lloco_core.store.documents import ingest
 from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
-from lloco_core.errors import InputError
-from lloco_core.qa.retrieval import BM25Retriever, SegmentKey, make_retriever, rank_segments, select_corpus_segments, select_segments
 from lloco_core.store.storage import Store
 from tests.conftest import make_text
 

@@ -10,7 +10,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from lloco_core.qa.answer import Answerer, AskConfig, Question, generate_batch
+from lloco_core.qa.answer import Answerer, Question, generate_batch
+from lloco_core.qa.config import AskConfig
 from lloco_core.qa.serving import TENSOR_KEY, export_prompt_embeds
 from tests.adapter_helpers import corpus_with_adapter
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lloco_core.model.compress import compress
 from lloco_core.config import CompressConfig, IngestConfig
+from lloco_core.model.autocompressor import LlamaAutoCompressorModel
+from lloco_core.model.compress import compress
+from lloco_core.model.summarize import summarize_documents
 from lloco_core.store.documents import ingest
 from lloco_core.store.embeddings import EmbeddingStore
-from lloco_core.model.autocompressor import LlamaAutoCompressorModel
 from lloco_core.store.storage import Store
-from lloco_core.model.summarize import summarize_documents
 from tests.conftest import make_text
 from tests.fixtures_compress import chunk, compressor, plain_summaries, text_with_tokens, token_ids, write_docs  # noqa: F401
 

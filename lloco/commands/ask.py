@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lloco_core.qa.answer import Answerer, AskConfig, Question
+from lloco_core.qa.answer import Answerer, Question
+from lloco_core.qa.config import AskConfig
 from lloco_core.qa.serving import export_prompt_embeds
 
 from ._generation import add_generation_options, config_fields

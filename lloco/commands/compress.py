@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from lloco_core.model.compress import ShardResult, compress
 from lloco_core.config import CompressConfig
+from lloco_core.model.compress import ShardResult, compress
 
 from ._options import add_store_options, store_fields
 

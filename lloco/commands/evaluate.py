@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lloco_core.qa.evaluate import ALL_SYSTEMS, EvaluateConfig, evaluate
+from lloco_core.qa.config import ALL_SYSTEMS, EvaluateConfig
+from lloco_core.qa.evaluate import evaluate
 
 from ._generation import add_generation_options, config_fields
 from ._options import add_store_options, store_fields

@@ -19,14 +19,14 @@ import pyarrow as pa
 import torch
 
 from lloco_core.config import CompressConfig
-from lloco_core.store.documents import DocumentRef, DocumentTable
-from lloco_core.store.embeddings import EmbeddingStore, shard_schema, tensor_to_arrow
 from lloco_core.errors import InputError
 from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
 from lloco_core.model.autocompressor import DEFAULT_SEGMENT_LENGTH, LoadedCompressor, load_compressor, load_config, resolve_device
 from lloco_core.model.segments import segment_document
-from lloco_core.store.storage import Store
 from lloco_core.model.summarize import summarize_documents
+from lloco_core.store.documents import DocumentRef, DocumentTable
+from lloco_core.store.embeddings import EmbeddingStore, shard_schema, tensor_to_arrow
+from lloco_core.store.storage import Store
 
 ENCODER_FORMAT = 1
 

@@ -13,59 +13,21 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field, model_validator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lloco_core.training.adapters import AdapterInfo, resolve_adapter
-from lloco_core.config import CorpusConfig, Device
-from lloco_core.model.decoder import build_decoder_inputs, context_budget_segments, decoder_window, load_decoder, pad_batch
-from lloco_core.store.documents import DocumentTable
-from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
 from lloco_core.errors import InputError
 from lloco_core.model.autocompressor import load_tokenizer
+from lloco_core.model.decoder import build_decoder_inputs, context_budget_segments, decoder_window, load_decoder, pad_batch
+from lloco_core.qa.config import AskConfig, GenerationConfig
 from lloco_core.qa.prompts import PromptSet, default_prompts
-from lloco_core.qa.retrieval import RetrieverKind, SegmentKey, make_retriever, select_corpus_segments, select_segments
+from lloco_core.qa.retrieval import SegmentKey, make_retriever, select_corpus_segments, select_segments
+from lloco_core.store.documents import DocumentTable
+from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
 from lloco_core.store.storage import Store
-
-Task = Literal["qa", "multiple_choice", "query_summary"]
-
-
-class GenerationConfig(CorpusConfig):
-    """What decides the model, adapter, context and decoding; shared by `ask` and `evaluate`."""
-
-    model: str | None = Field(default=None, description="Base AutoCompressor checkpoint (folder or hub id); default: the adapter's recorded base model.")
-    adapter_key: str | None = Field(default=None, description="Adapter under <root>/<corpus>/adapters/; default: the corpus's newest finished adapter.")
-    no_adapter: bool = Field(default=False, description="Answer with the base decoder only.")
-    encoder_key: str | None = Field(default=None, description="Embeddings to read; default: the adapter's encoder, else the corpus's only one.")
-    max_new_tokens: int = Field(default=64, ge=1, le=4096, description="Most tokens generated per answer.")
-    do_sample: bool = Field(default=False, description="Sample instead of greedy decoding.")
-    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature (only with do_sample).")
-    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass (only with do_sample).")
-    seed: int = Field(default=0, description="Seed for sampling.")
-    batch_size: int = Field(default=8, ge=1, le=1024, description="Questions generated together.")
-    device: Device = Field(default="auto", description="auto picks CUDA when present.")
-    window: int | None = Field(default=None, ge=16, description="Decoder context length; default: the model's max_position_embeddings.")
-    max_segments: int | None = Field(default=None, ge=1, description="Cap on segments read per question (LLoCO: 80 for a 4k decoder).")
-    retriever: RetrieverKind = Field(default="bm25", description="How segments are ranked when a document exceeds the budget.")
-    dense_model: str | None = Field(default=None, description="sentence-transformers model folder for retriever=dense.")
-
-    @model_validator(mode="after")
-    def _adapter_choice(self) -> GenerationConfig:
-        if self.no_adapter and self.adapter_key:
-            raise ValueError("give either adapter_key or no_adapter, not both")
-        return self
-
-
-class AskConfig(GenerationConfig):
-    """One question, from the command line or Python."""
-
-    question: str = Field(min_length=1, description="The question.")
-    doc_id: str | None = Field(default=None, description="Document to answer from; default: retrieve over the whole corpus.")
-    task: Task = Field(default="qa", description="Prompt template: qa, multiple_choice or query_summary.")
-    options: list[str] | None = Field(default=None, description="Answer options (multiple_choice).")
+from lloco_core.training.adapters import AdapterInfo, resolve_adapter
 
 
 @dataclass(frozen=True)

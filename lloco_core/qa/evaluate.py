@@ -20,44 +20,32 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import fsspec
 import pyarrow.parquet as pq
 import torch
-from pydantic import Field
 
-from lloco_core.training.adapters import resolve_adapter
-from lloco_core.qa.answer import Answerer, GenerationConfig, Prepared, Question, resolve_generation
-from lloco_core.model.compress import compress, resolve_model_folder
 from lloco_core.config import CompressConfig
-from lloco_core.store.documents import DocumentTable
-from lloco_core.store.embeddings import EmbeddingStore, list_encoders
 from lloco_core.errors import InputError
-from lloco_core.qa.evalsets import load_eval_set
 from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
-from lloco_core.qa.metrics import METRICS, ROUGE_LIBRARY
+from lloco_core.model.compress import compress, resolve_model_folder
+from lloco_core.qa.answer import Answerer, Prepared, Question, resolve_generation
+from lloco_core.qa.config import EvaluateConfig
 from lloco_core.qa.dataset import load_qa
+from lloco_core.qa.evalsets import load_eval_set
+from lloco_core.qa.metrics import METRICS, ROUGE_LIBRARY
 from lloco_core.qa.report import write_report
 from lloco_core.qa.retrieval import rank_segments
+from lloco_core.store.documents import DocumentTable
+from lloco_core.store.embeddings import EmbeddingStore, list_encoders
 from lloco_core.store.sources import SourceDocument
 from lloco_core.store.storage import Store
+from lloco_core.training.adapters import resolve_adapter
 
-SystemName = Literal["no_context", "truncated", "retrieval", "lloco_base", "lloco"]
-ALL_SYSTEMS: tuple[str, ...] = ("no_context", "truncated", "retrieval", "lloco_base", "lloco")
 TASK_METRIC = {"qa": "qa_f1", "multiple_choice": "accuracy", "query_summary": "rouge_l"}
 EXTRA_METRICS = {"hotpot_f1": ("hotpot_em",)}
 EVAL_FORMAT = 1
-
-
-class EvaluateConfig(GenerationConfig):
-    eval_set: str = Field(description="Eval JSONL: LongBench/QuALITY benchmark file, or a corpus QA file (lines with doc_id).")
-    format: Literal["auto", "longbench", "quality", "corpus"] = Field(default="auto", description="auto: a file whose lines have doc_id is a corpus QA file, else the benchmark format is detected.")
-    dataset: str | None = Field(default=None, description="LongBench dataset name when records lack a `dataset` field.")
-    limit: int | None = Field(default=None, ge=1, description="Evaluate the first N examples only.")
-    systems: list[SystemName] = Field(default_factory=lambda: list(ALL_SYSTEMS), min_length=1, description="Systems to compare.")
-    top_k: int | None = Field(default=None, ge=1, description="Raw-text retrieval: most segments kept (default: as many as fit the window).")
-    force: bool = Field(default=False, description="Recompute even when this eval key has a finished report.")
 
 
 @dataclass

@@ -11,14 +11,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import bm25s
 import numpy as np
 
 from lloco_core.errors import InputError
-
-RetrieverKind = Literal["bm25", "dense"]
+from lloco_core.qa.config import RetrieverKind
 
 
 class Retriever(Protocol):

@@ -14,8 +14,9 @@ from typing import Any
 
 from safetensors.torch import save
 
-from lloco_core.qa.answer import Answerer, AskConfig, Question
 from lloco_core.fingerprint import stable_hash
+from lloco_core.qa.answer import Answerer, Question
+from lloco_core.qa.config import AskConfig
 
 TENSOR_KEY = "prompt_embeds"
 

@@ -16,9 +16,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lloco_core.store.commitlog import CommitLog
 from lloco_core.config import IngestConfig
-from lloco_core.store.sources import SourceDocument, Skipped, read_source
+from lloco_core.store.commitlog import CommitLog
+from lloco_core.store.sources import Skipped, SourceDocument, read_source
 from lloco_core.store.storage import Store, storage_options_for
 
 DOCUMENT_SCHEMA = pa.schema(

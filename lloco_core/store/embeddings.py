@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from lloco_core.errors import InputError
 from lloco_core.store.commitlog import CommitLog
 from lloco_core.store.documents import DocumentRef, DocumentTable
-from lloco_core.errors import InputError
 from lloco_core.store.storage import Store
 
 STORED_DTYPES: dict[str, tuple[torch.dtype, pa.DataType]] = {

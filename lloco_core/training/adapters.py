@@ -9,7 +9,6 @@ the summary names one. Newest = latest commit time.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 

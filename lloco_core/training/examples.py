@@ -14,10 +14,10 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from lloco_core.model.decoder import IGNORE_INDEX, context_budget_segments
-from lloco_core.store.embeddings import EmbeddingStore, SegmentEmbeddings
-from lloco_core.qa.prompts import PromptSet
 from lloco_core.qa.dataset import QAItem
+from lloco_core.qa.prompts import PromptSet
 from lloco_core.qa.retrieval import select_segments
+from lloco_core.store.embeddings import EmbeddingStore, SegmentEmbeddings
 
 
 @dataclass(frozen=True)

@@ -28,15 +28,15 @@ from typing import Any
 
 import torch
 
-from lloco_core.model.compress import resolve_model_folder
-from lloco_core.model.decoder import build_decoder_inputs, decoder_window, pad_batch
-from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
 from lloco_core.errors import InputError
 from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
 from lloco_core.model.autocompressor import LlamaAutoCompressorModel, load_config, load_tokenizer, resolve_device
+from lloco_core.model.compress import resolve_model_folder
+from lloco_core.model.decoder import build_decoder_inputs, decoder_window, pad_batch
 from lloco_core.plotting import png_figure
-from lloco_core.qa.prompts import PromptSet, default_prompts
 from lloco_core.qa.dataset import QAData, check_documents, load_qa
+from lloco_core.qa.prompts import PromptSet, default_prompts
+from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
 from lloco_core.store.storage import Store
 from lloco_core.training import engine as ds
 from lloco_core.training.checkpoints import AdapterStore, step_tag

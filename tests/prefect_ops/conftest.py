@@ -18,8 +18,8 @@ import pytest
 
 from lloco.prefect_local import LocalPrefectServer, start_worker, stop_process
 from lloco.serving import CPU_POOL, GPU_POOL, REPO_ROOT, set_up
-from lloco_core.model.compress import encoder_settings
 from lloco_core.config import CompressConfig
+from lloco_core.model.compress import encoder_settings
 from lloco_core.store.embeddings import EmbeddingStore
 from lloco_core.store.storage import Store
 
@@ -113,10 +113,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture
 def prefect_api(stack: Stack) -> Iterator[Stack]:
     """Flows called in this process report to the session's server (never an ephemeral one)."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
-
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: stack.server.api_url, PREFECT_HOME: str(stack.server.home)}):
         yield stack

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lloco_core.model.compress import compress
 from lloco_core.config import CompressConfig, IngestConfig
+from lloco_core.model.compress import compress
 from lloco_core.store.documents import ingest
 from tests.conftest import make_text
 

@@ -12,8 +12,8 @@ import pytest
 from prefect import flow
 
 from flows._runtime import configured
-from lloco_core.model.compress import CompressPlan, encoder_settings, plan_compress
 from lloco_core.config import CompressConfig, IngestConfig, StoreConfig
+from lloco_core.model.compress import CompressPlan, encoder_settings, plan_compress
 from lloco_core.store.documents import ingest
 from lloco_core.store.embeddings import EmbeddingStore
 from lloco_core.store.storage import Store
