@@ -11,3 +11,8 @@ class InputError(LlocoError):
 
 class BadItem(LlocoError):
     """One bad item (document, line) that is skipped and listed in the summary."""
+
+
+class StoreError(LlocoError):
+    """Store content that cannot be trusted (an unreadable or invalid commit record, bytes that do not
+    match their recorded checksum, a pickle where data belongs): names the file and what is wrong."""
