@@ -39,7 +39,7 @@ from lloco_core.qa.prompts import PromptSet, default_prompts
 from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
 from lloco_core.store.storage import Store
 from lloco_core.training import engine as ds
-from lloco_core.training.checkpoints import AdapterStore, step_tag
+from lloco_core.training.checkpoints import AdapterStore, resume_checkpoint, save_checkpoint
 from lloco_core.training.config import FinetuneConfig
 from lloco_core.training.examples import Example, build_examples, example_summaries, label_vector
 
@@ -207,12 +207,9 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
     curve: list[dict[str, float]] = []
     micro, resumed_from = 0, 0
     staging = tempfile.TemporaryDirectory(prefix=f"lloco-ckpt-r{env.rank}-")
-    newest = adapters.newest_checkpoint()
-    if newest is not None:
-        local = adapters.download_checkpoint(newest["step"], Path(staging.name) / "resume")
-        _, client = engine.load_checkpoint(str(local.parent), tag=local.name, load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True)
+    client = resume_checkpoint(engine, adapters, staging.name)
+    if client is not None:
         micro, curve, resumed_from = client["micro_step"], client["curve"], client["step"]
-        ds.set_rng_state(client["rng"])
     else:
         torch.manual_seed(config.seed + 7919 * env.rank)
 
@@ -249,9 +246,9 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
         if on_progress and env.is_main:
             on_progress({"event": "step", "step": step, "total_steps": total_steps, "loss": curve[-1]["loss"]})
         if step % config.checkpoint_every == 0 and micro < total_micro:
-            _checkpoint(engine, adapters, env, staging.name, step, micro, curve, config.keep_checkpoints)
+            uri = save_checkpoint(engine, adapters, env, staging.name, step, {"micro_step": micro, "curve": curve}, config.keep_checkpoints)
             if on_progress and env.is_main:
-                on_progress({"event": "checkpoint", "step": step, "uri": adapters.uri + "/checkpoints/" + step_tag(step)})
+                on_progress({"event": "checkpoint", "step": step, "uri": uri})
     seconds = time.perf_counter() - started
 
     summary = {
@@ -290,24 +287,6 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
 def check_hidden_size_of(plan: FinetunePlan, hidden: int, where: str) -> None:
     if hidden != plan.hidden_size:
         raise InputError(f"embeddings in {where} have hidden size {hidden}, but their shard metadata says {plan.hidden_size}")
-
-
-def _checkpoint(engine: Any, adapters: AdapterStore, env: ds.DistEnv, staging: str, step: int, micro: int, curve: list, keep: int) -> None:
-    """DeepSpeed saves locally (trainable weights, optimizer partitions, scheduler, client state), every rank uploads its files, rank 0 commits."""
-    import torch.distributed as dist
-
-    tag = step_tag(step)
-    local = Path(staging) / "save"
-    client = {"step": step, "micro_step": micro, "curve": curve, "rng": ds.rng_state()}
-    engine.save_checkpoint(str(local), tag=tag, client_state=client, save_latest=False, exclude_frozen_parameters=True)
-    adapters.upload_checkpoint(local / tag, step)
-    if env.world_size > 1:
-        dist.barrier()
-    if env.is_main:
-        adapters.commit_checkpoint(step, {"micro_step": micro, "world_size": env.world_size})
-        adapters.prune_checkpoints(keep)
-    for path in (local / tag).iterdir():
-        path.unlink()
 
 
 def finetune(config: FinetuneConfig, prompts: PromptSet | None = None, on_progress: ProgressFn | None = None) -> dict[str, Any]:

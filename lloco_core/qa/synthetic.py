@@ -1,0 +1,169 @@
+"""A synthetic long-document QA benchmark: records whose facts are spread over several segments.
+
+Each document is one record of `fields` facts in a fixed order, one sentence per fact:
+
+    The harbor of this record is amber. The lantern of this record is cobalt. ...
+
+and every question asks for one field (`What is the harbor of this record?` -> `amber`). Values are
+drawn uniformly and independently per document from `values` words, so a question is answerable
+only from its own document: a model without the context is at chance, `1 / values` exact match.
+The facts of one document are spread evenly over its segments, so answering needs the summaries of
+every segment, not just the first or the last one.
+
+Train and held-out splits are split by document (no held-out document is seen in training). The
+files are what the pipeline reads: a corpus JSONL for `lloco ingest` (`id`, `text`, `metadata`),
+and QA JSONL files for finetune/evaluate (plain `qa` task, one answer word).
+
+Each fact is 8 words-or-periods. With a tokenizer that keeps every word of the benchmark whole
+(a small BPE trained on `tokenizer_texts`, as the demo and tests build), a fact is exactly 8
+tokens and `segment_length` (8 x facts per segment) puts the same facts in every segment. With any
+other tokenizer the benchmark still works as a smoke test; facts then straddle segment borders.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FIELDS: tuple[str, ...] = (
+    "harbor", "lantern", "orchard", "bridge", "tower", "garden", "market", "chapel", "mill", "forge", "quarry", "meadow",
+    "beacon", "cellar", "granary", "kennel", "library", "pantry", "stable", "vault", "wharf", "armory", "bakery", "cistern",
+)  # fmt: skip
+VALUES: tuple[str, ...] = (
+    "amber", "azure", "basil", "birch", "bronze", "cedar", "chalk", "cherry", "cobalt", "copper", "coral", "cotton",
+    "crimson", "cypress", "denim", "ebony", "emerald", "fern", "flint", "garnet", "ginger", "granite", "hazel", "indigo",
+    "ivory", "jade", "jasmine", "juniper", "lemon", "lilac", "linen", "maple", "marble", "mint", "moss", "nickel",
+    "oak", "ochre", "olive", "onyx", "opal", "orchid", "pearl", "pepper", "pine", "plum", "quartz", "raven",
+    "rose", "ruby", "rust", "saffron", "sage", "salt", "sand", "silk", "slate", "steel", "tin", "topaz",
+    "umber", "velvet", "walnut", "willow",
+)  # fmt: skip
+FACT = "The {field} of this record is {value}."
+QUESTION = "What is the {field} of this record?"
+TOKENS_PER_FACT = 8
+"""Words and periods per fact: its token count under a tokenizer that keeps each word whole."""
+
+
+class SyntheticConfig(BaseModel):
+    """Size and difficulty of the benchmark; the seed makes every file reproducible."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train_documents: int = Field(default=1000, ge=1, le=1_000_000, description="Documents whose questions are for training.")
+    heldout_documents: int = Field(default=100, ge=1, le=1_000_000, description="Documents whose questions are only for evaluation.")
+    segments: int = Field(default=3, ge=1, le=24, description="Segments per document (at the recommended segment_length).")
+    facts_per_segment: int = Field(default=4, ge=1, le=24, description="Facts in each segment.")
+    values: int = Field(default=64, ge=2, le=len(VALUES), description="Possible values of a field (chance = 1 / values).")
+    seed: int = Field(default=0, description="Seeds the values of every document and the order of the held-out questions.")
+
+    @model_validator(mode="after")
+    def _fields_fit(self) -> SyntheticConfig:
+        if self.fields > len(FIELDS):
+            raise ValueError(f"segments x facts_per_segment = {self.fields} exceeds the {len(FIELDS)} field names of the benchmark")
+        return self
+
+    @property
+    def fields(self) -> int:
+        return self.segments * self.facts_per_segment
+
+    @property
+    def segment_length(self) -> int:
+        """Tokens per segment that put exactly `facts_per_segment` facts in each segment (word-level tokenizer)."""
+        return TOKENS_PER_FACT * self.facts_per_segment
+
+    @property
+    def chance(self) -> float:
+        """Exact match of a model that never reads the document (uniform, independent values)."""
+        return 1.0 / self.values
+
+
+@dataclass(frozen=True)
+class SyntheticDocument:
+    doc_id: str
+    split: str  # "train" or "heldout"
+    facts: dict[str, str]  # field -> value, in document order
+
+    @property
+    def text(self) -> str:
+        return " ".join(FACT.format(field=f, value=v) for f, v in self.facts.items())
+
+    def questions(self) -> list[dict]:
+        """One QA line per field: the plain `qa` task, one answer word."""
+        return [
+            {"id": f"{self.doc_id}-{field}", "doc_id": self.doc_id, "task": "qa", "question": QUESTION.format(field=field), "answers": [value]}
+            for field, value in self.facts.items()
+        ]
+
+
+def make_documents(config: SyntheticConfig) -> list[SyntheticDocument]:
+    """Train documents first, then held-out ones; each value drawn independently per field."""
+    rng = random.Random(config.seed)
+    fields, values = FIELDS[: config.fields], VALUES[: config.values]
+    docs = []
+    for split, count in (("train", config.train_documents), ("heldout", config.heldout_documents)):
+        for i in range(count):
+            docs.append(SyntheticDocument(f"syn-{split}-{i:06d}", split, {f: rng.choice(values) for f in fields}))
+    return docs
+
+
+@dataclass(frozen=True)
+class BenchmarkFiles:
+    corpus: Path  # JSONL for `lloco ingest`: every document, train and held-out
+    train_qa: Path  # QA JSONL of the train documents (compressor training, finetune)
+    heldout_qa: Path  # QA JSONL of the held-out documents (evaluate), questions shuffled
+    config: SyntheticConfig
+
+    def as_dict(self) -> dict:
+        return {"corpus": str(self.corpus), "train_qa": str(self.train_qa), "heldout_qa": str(self.heldout_qa), "chance": self.config.chance,
+                "segment_length": self.config.segment_length, **self.config.model_dump()}
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_benchmark(folder: str | Path, config: SyntheticConfig | None = None) -> BenchmarkFiles:
+    """Write corpus.jsonl, train.jsonl, heldout.jsonl (and benchmark.json describing them) to `folder`.
+
+    Held-out questions are shuffled (seeded), so an evaluation `limit` takes a sample across
+    documents and fields rather than the first documents only.
+    """
+    config = config or SyntheticConfig()
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    docs = make_documents(config)
+    files = BenchmarkFiles(out / "corpus.jsonl", out / "train.jsonl", out / "heldout.jsonl", config)
+    _write_jsonl(files.corpus, [{"id": d.doc_id, "text": d.text, "metadata": {"split": d.split}} for d in docs])
+    _write_jsonl(files.train_qa, [q for d in docs if d.split == "train" for q in d.questions()])
+    heldout = [q for d in docs if d.split == "heldout" for q in d.questions()]
+    random.Random(config.seed + 1).shuffle(heldout)
+    _write_jsonl(files.heldout_qa, heldout)
+    (out / "benchmark.json").write_text(json.dumps(files.as_dict(), indent=1, sort_keys=True), encoding="utf-8")
+    return files
+
+
+def tokenizer_texts(config: SyntheticConfig | None = None, documents: int = 200) -> list[str]:
+    """Text to train a small tokenizer on so that every word of the benchmark is one token: sample
+    documents plus every question (the words of the prompt templates come from the caller)."""
+    config = config or SyntheticConfig()
+    sample = make_documents(config.model_copy(update={"train_documents": documents, "heldout_documents": 1}))
+    questions = [QUESTION.format(field=f) for f in FIELDS[: config.fields]]
+    return [d.text for d in sample] + questions * 20 + [" ".join(VALUES[: config.values])] * 20
+
+
+def build_base_model(folder: str | Path, config: SyntheticConfig | None = None, hidden_size: int = 64, num_layers: int = 2, seed: int = 0) -> Path:
+    """A tiny random-init LLaMA base model whose tokenizer keeps every benchmark word whole (trained on
+    sample documents, questions and the rendered `qa` prompt template): what the demo and the tests
+    turn into an AutoCompressor. A user would start from their own model instead."""
+    from lloco_core.model.tiny import build_tiny_llama
+    from lloco_core.qa.prompts import default_prompts
+
+    config = config or SyntheticConfig()
+    template = default_prompts().for_task("qa")
+    prompts = [template.render(QUESTION.format(field=f)) + template.answer_text(v) for f, v in zip(FIELDS[: config.fields], VALUES)]
+    return build_tiny_llama(folder, hidden_size=hidden_size, num_layers=num_layers, vocab_size=600, texts=tokenizer_texts(config) + prompts * 5, seed=seed)
