@@ -145,36 +145,27 @@ PAPER_TEMPLATES: dict[str, PromptTemplate] = {
 }
 """The official templates word for word (the dataset name is the key; `narrative_qa` upstream), plus `qa`."""
 
+def _legacy(kind: Kind, template: str) -> PromptTemplate:
+    """A lloco-v1 template: options as "(A) text" lines, answers as " <answer>", question stripped."""
+    return PromptTemplate(kind=kind, template=template, option_format="({letter}) {text}", option_separator="\n", answer_format=" {answer}", strip_question=True)
+
+
 LEGACY_TEMPLATES: dict[str, PromptTemplate] = {
-    "multiple_choice": PromptTemplate(
-        kind="multiple_choice",
-        template=(
-            "Read the document above and answer the multiple-choice question. "
-            "Reply with the letter of the correct option only.\n\n"
-            "Question: {question}\n\nOptions:\n{options}\n\nAnswer:"
-        ),
-        option_format="({letter}) {text}",
-        option_separator="\n",
-        answer_format=" {answer}",
-        strip_question=True,
+    "multiple_choice": _legacy(
+        "multiple_choice",
+        "Read the document above and answer the multiple-choice question. "
+        "Reply with the letter of the correct option only.\n\n"
+        "Question: {question}\n\nOptions:\n{options}\n\nAnswer:",
     ),
-    "qa": PromptTemplate(
-        kind="qa",
-        template=(
-            "Answer the question about the document above as concisely as you can, "
-            "using a single phrase if possible.\n\nQuestion: {question}\n\nAnswer:"
-        ),
-        answer_format=" {answer}",
-        strip_question=True,
+    "qa": _legacy(
+        "qa",
+        "Answer the question about the document above as concisely as you can, "
+        "using a single phrase if possible.\n\nQuestion: {question}\n\nAnswer:",
     ),
-    "query_summary": PromptTemplate(
-        kind="query_summary",
-        template=(
-            "The document above is a long text. Answer the query by writing a summary of the relevant "
-            "parts of the document in a few sentences.\n\nQuery: {question}\n\nSummary:"
-        ),
-        answer_format=" {answer}",
-        strip_question=True,
+    "query_summary": _legacy(
+        "query_summary",
+        "The document above is a long text. Answer the query by writing a summary of the relevant "
+        "parts of the document in a few sentences.\n\nQuery: {question}\n\nSummary:",
     ),
 }
 """lloco's templates before the paper protocol (prompt sets of format version 1)."""
