@@ -112,6 +112,15 @@ def test_bad_input(setup, tmp_path):
         evaluate(EvaluateConfig(eval_set=str(bench), adapter_key="missing", **settings(root)))
     with pytest.raises(InputError, match="no such file"):
         evaluate(EvaluateConfig(eval_set=str(tmp_path / "absent.jsonl"), **settings(root)))
+    with pytest.raises(InputError, match="adapter 'ad-test' of corpus 'c' held out no questions"):
+        evaluate(EvaluateConfig(**settings(root)))  # no eval set, and this adapter recorded no held-out part
+    with pytest.raises(ValueError, match="eval_corpus must differ"):
+        EvaluateConfig(eval_set=str(bench), eval_corpus="c", **settings(root))
+    all_empty = tmp_path / "empty-contexts.jsonl"
+    all_empty.write_text(json.dumps({"_id": "e", "input": "q?", "context": " ", "answers": ["a"], "dataset": "qasper"}) + "\n")
+    with pytest.raises(InputError, match=r"no examples \(1 records skipped, .*context is empty"):
+        evaluate(EvaluateConfig(eval_set=str(all_empty), **settings(root)))
+    assert not (Path(root) / "eval-empty-contexts").exists()
 
 
 def test_truncate_middle_keeps_both_ends():
