@@ -112,3 +112,13 @@ def test_cli_ask_prints_json_answer(corpus, capsys):
     assert result["export"]["shape"][0] == result["positions"]["total"] and result["export"]["prompt_embeds"].endswith(".safetensors")
     assert main(["ask", "q?", "--corpus", "c", "--root", root, "--doc", "nope", "--device", "cpu"]) == 2
     assert "document 'nope' is not in corpus 'c'" in capsys.readouterr().err
+
+
+def test_decoder_dtype(corpus):
+    import torch
+
+    root, _ = corpus
+    half = Answerer(GenerationConfig(root=root, corpus="c", device="cpu", dtype="float16", max_new_tokens=3))
+    prepared = half.prepare(QUESTIONS[2])
+    assert half.model.dtype == torch.float16 and prepared.embeds.dtype == torch.float16  # summaries cast as the paper's inference does
+    assert half.generate([prepared])[0].token_ids

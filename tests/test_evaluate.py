@@ -126,3 +126,12 @@ def test_bad_input(setup, tmp_path):
 def test_truncate_middle_keeps_both_ends():
     assert truncate_middle(list(range(10)), 4) == [0, 1, 8, 9]
     assert truncate_middle([1, 2], 5) == [1, 2] and truncate_middle([1, 2], 0) == []
+
+
+def test_decoder_dtype_is_part_of_the_eval_key():
+    from lloco_core.qa.evaluate import eval_key
+
+    config = EvaluateConfig(corpus="c", eval_set="qasper.jsonl")
+    key = eval_key(config, "ad", "enc", "sha", "weights")
+    assert eval_key(config.model_copy(update={"dtype": "float16"}), "ad", "enc", "sha", "weights") != key
+    assert eval_key(config.model_copy(update={"batch_size": 2, "device": "cpu"}), "ad", "enc", "sha", "weights") == key
