@@ -169,6 +169,13 @@ def _sharded_bin(src: Path, out: Path) -> Path:
     return resave_checkpoint(src, out, "sharded-bin")
 
 
+def _index_points_outside(src: Path, out: Path) -> None:
+    index = _sharded_bin(src, out) / "pytorch_model.bin.index.json"
+    content = json.loads(index.read_text())
+    content["weight_map"]["embed_summary.weight"] = "../pytorch_model-00001-of-00002.bin"
+    index.write_text(json.dumps(content))
+
+
 REFUSALS: dict[str, tuple[Any, list[str]]] = {
     "embed_summary missing": (lambda src, out: variant(src, out, drop=("embed_summary.weight",)), ["missing tensor 'embed_summary.weight'"]),
     "embed_summary renamed": (
@@ -182,6 +189,7 @@ REFUSALS: dict[str, tuple[Any, list[str]]] = {
     "truncated safetensors": (lambda src, out: truncated(variant(src, out) / "model.safetensors"), ["model.safetensors is not a valid safetensors file"]),
     "truncated .bin shard": (lambda src, out: truncated(_sharded_bin(src, out) / "pytorch_model-00002-of-00002.bin"), ["pytorch_model-00002-of-00002.bin is not a readable PyTorch file"]),
     "shard missing": (lambda src, out: (_sharded_bin(src, out) / "pytorch_model-00001-of-00002.bin").unlink(), ["names the shard pytorch_model-00001-of-00002.bin, which is missing"]),
+    "index names a file outside the folder": (_index_points_outside, ["names the shard '../pytorch_model-00001-of-00002.bin', which is not a file name beside it"]),
     "segment_length 0": (lambda src, out: variant(src, out, config={"segment_length": 0}), ["segment_length must be a positive integer or absent, not 0"]),
     "segment_length -5": (lambda src, out: variant(src, out, config={"segment_length": -5}), ["segment_length must be a positive integer or absent, not -5"]),
     "summary_length 0": (lambda src, out: variant(src, out, config={"summary_length": 0}), ["summary_length must be a positive integer, not 0"]),
@@ -202,6 +210,18 @@ def test_broken_checkpoint_is_refused_in_one_line_and_the_store_is_unchanged(cas
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
     for fragment in expected:
         assert fragment in stderr, stderr
+    assert snapshot(corpus_root) == before
+
+
+def test_a_hub_id_missing_from_the_offline_cache_is_one_line(corpus_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    before = snapshot(corpus_root)
+    rc, _, stderr, _ = run_cli("compress", "--corpus", "c", "--root", corpus_root, "--model", REPO_ID, "--device", "cpu")
+    assert rc == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert f"cannot find model '{REPO_ID}' (revision main) on the hub or in the local hub cache" in stderr
     assert snapshot(corpus_root) == before
 
 
