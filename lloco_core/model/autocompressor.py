@@ -125,6 +125,13 @@ def load_config(model: str, revision: str | None = None) -> LlamaConfig:
         raise InputError(f"cannot load model config from {model!r}: {one_line(err)}") from err
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
+
+
 def _sentencepiece_only(folder: str) -> Path | None:
     """The `tokenizer.model` of a folder that ships no `tokenizer.json` (older LLaMA checkpoints)."""
     path = Path(folder)
@@ -137,7 +144,7 @@ def load_tokenizer(model: str, revision: str | None = None) -> PreTrainedTokeniz
     folder = resolve_model_folder(model, revision)
     try:
         if (spm := _sentencepiece_only(folder)) is not None:
-            if importlib.util.find_spec("google.protobuf") is None:
+            if not _importable("google.protobuf"):
                 raise InputError(f"the tokenizer of {model!r} is a SentencePiece tokenizer.model without tokenizer.json; reading it needs the protobuf package: pip install protobuf")
             from lloco_core.model.spm_tokenizer import fast_tokenizer_from_sentencepiece
 
