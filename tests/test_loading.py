@@ -281,7 +281,7 @@ def test_a_bin_with_a_pickle_payload_never_runs(tiny_model: Path, corpus_root: s
 def llama_sentencepiece_model() -> Path:
     """A real 32,000-piece LLaMA-style SentencePiece model shipped by the mistral-common package (dev extra)."""
     spec = importlib.util.find_spec("mistral_common")
-    assert spec is not None and spec.origin, "install the dev extra: pip install mistral-common"
+    assert spec is not None and spec.origin, "make env installs it: pip install --no-deps mistral-common"
     return Path(spec.origin).parent / "data" / "tokenizer.model.v1"
 
 
