@@ -13,17 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from lloco_core.config import IngestConfig
-from lloco_core.qa.synthetic import BenchmarkFiles, SyntheticConfig, build_base_model, write_benchmark
+from lloco_core.qa.synthetic import DEMO_BENCHMARK, DEMO_COMPRESSOR, BenchmarkFiles, SyntheticConfig, build_base_model, write_benchmark
 from lloco_core.store.documents import ingest
 from lloco_core.training.compressor import train_compressor
 from lloco_core.training.compressor_config import CompressorConfig
 
 CORPUS = "synthetic"
-BENCHMARK = SyntheticConfig(train_documents=1000, heldout_documents=40, segments=3, facts_per_segment=4, values=64, seed=0)
-TRAINING = dict(
-    summary_length=8, segment_length=BENCHMARK.segment_length, lm_weight=0.0, qa_weight=1.0, qa_documents=32, gradient_segments=3,
-    learning_rate=2e-3, warmup_steps=50, max_steps=400, checkpoint_every=1000, zero_stage=0, device="cpu", seed=0,
-)  # fmt: skip
+BENCHMARK = DEMO_BENCHMARK
+TRAINING = {**DEMO_COMPRESSOR, "checkpoint_every": 1000, "device": "cpu"}
+"""The demo's recipe (lloco_core/qa/synthetic.py): the tests check what `make demo` shows."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Shared set-up for the finetune tests: a compressed two-document corpus and a small QA file."""
+"""Shared set-up for the finetune tests: a compressed two-document corpus and a small QA file.
+
+The finetune tests that need to see learning use the session's trained compressor
+(`trained_compressor`, tests/compressor_helpers.py) as the base model: a random-init model's output
+head caps every logit near +-1, so no LoRA could lower its loss much, while a trained model's head
+has no such cap. No scaled head or other trick stands in for training."""
 
 from __future__ import annotations
 
@@ -32,19 +37,3 @@ def make_corpus(root: str, model: Path, work: Path, corpus: str = "c") -> Path:
     qa = work / "qa.jsonl"
     qa.write_text("".join(json.dumps(line) + "\n" for line in QA_LINES))
     return qa
-
-
-def sharpen_head(model: Path, out: Path, factor: float = 30.0) -> Path:
-    """A copy of the tiny checkpoint whose frozen output head is `factor` times larger.
-
-    A random-init head (std 0.02, hidden 64) caps every logit near +-1, so no LoRA on q/k/v/o can
-    push the loss far below log(vocab); a pretrained model's head has no such cap. Scaling it
-    lets the tests see learning as it happens on a real base model.
-    """
-    from safetensors.torch import load_file, save_file
-
-    shutil.copytree(model, out, dirs_exist_ok=True)
-    weights = load_file(out / "model.safetensors")
-    weights["lm_head.weight"] = weights["lm_head.weight"] * factor
-    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
-    return out

@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 from lloco_core.training.engine import child_environment
 from lloco_core.training.finetune import FinetuneConfig, finetune
-from tests.finetune_helpers import make_corpus, sharpen_head
+from tests.compressor_helpers import TrainedCompressor
+from tests.finetune_helpers import make_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = dict(epochs=10, learning_rate=5e-3, checkpoint_every=3, holdout=0.0)  # 40 steps (all 4 questions); dropout 0.05 stays on (RNG is restored)
@@ -32,8 +33,8 @@ def _cli(root: str, qa: Path, model: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(tiny_model: Path, tmp_path: Path) -> None:
-    model = sharpen_head(tiny_model, tmp_path / "model")
+def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(trained_compressor: TrainedCompressor, tmp_path: Path) -> None:
+    model = trained_compressor.checkpoint
     root = str(tmp_path / "store")
     qa = make_corpus(root, model, tmp_path)
     reference_root = str(tmp_path / "reference")

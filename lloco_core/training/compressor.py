@@ -27,11 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, PretrainedConfig
+from transformers import AutoConfig, LlamaConfig
 
 from lloco_core.errors import InputError
 from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
-from lloco_core.model.autocompressor import DEFAULT_SEGMENT_LENGTH, LlamaAutoCompressorModel, load_tokenizer, resolve_device
+from lloco_core.model.autocompressor import (
+    SUMMARY_TOKENS, LlamaAutoCompressorModel, check_checkpoint, check_model_config, load_autocompressor, load_tokenizer, model_segment_length, resolve_device,
+)  # fmt: skip
+from lloco_core.model.checkpoint import one_line, resolve_model_folder
 from lloco_core.qa.dataset import QAData, load_qa
 from lloco_core.qa.prompts import PromptSet, default_prompts
 from lloco_core.store.documents import DocumentRef, DocumentTable
@@ -43,24 +46,8 @@ from lloco_core.training.compressor_config import CompressorConfig
 COMPRESSOR_FORMAT = 1
 PUBLISHED_SUMMARY_LENGTH = 50
 ProgressFn = Callable[[dict[str, Any]], None]
-CHECKPOINT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.bin"]
 
 __all__ = ["CompressorConfig", "train_compressor", "plan_compressor", "CompressorPlan"]
-
-
-def resolve_base_folder(base: str, revision: str | None) -> str:
-    """A local folder for the base model: the folder itself, or a hub id's cached snapshot."""
-    path = os.path.expanduser(base)
-    if os.path.isdir(path):
-        return path
-    if base.startswith((".", "/", "~")) or base.count("/") != 1:
-        raise InputError(f"base model {base!r} does not exist or is not a folder")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return snapshot_download(base, revision=revision, allow_patterns=CHECKPOINT_PATTERNS)
-    except Exception as err:  # offline with nothing cached, unknown repo, …
-        raise InputError(f"cannot find base model {base!r} locally or in the hub cache: {err}") from err
 
 
 @dataclass
@@ -72,7 +59,7 @@ class CompressorPlan:
     documents: list[DocumentRef]
     qa: QAData | None
     base_folder: str
-    base_config: PretrainedConfig
+    base_config: LlamaConfig
     summary_length: int
     segment_length: int
     prompts: PromptSet
@@ -88,7 +75,12 @@ class CompressorPlan:
     def base_is_autocompressor(self) -> bool:
         return hasattr(self.base_config, "summary_length")
 
-    def model_config(self) -> PretrainedConfig:
+    @property
+    def new_tensors(self) -> frozenset[str]:
+        """What training creates: the summary tokens of a plain base model."""
+        return frozenset() if self.base_is_autocompressor else frozenset({SUMMARY_TOKENS})
+
+    def model_config(self) -> LlamaConfig:
         """The base config with the AutoCompressor fields of the checkpoint to be written."""
         config = copy.deepcopy(self.base_config)
         config.summary_length = self.summary_length
@@ -105,14 +97,20 @@ def _check_qa_documents(qa: QAData, documents: dict[str, DocumentRef], corpus: s
             raise InputError(f"{item.source}:{item.line}: doc_id {item.doc_id!r} is not a document of corpus {corpus!r} (ingest it first, or fix the doc_id)")
 
 
-def _base_config(folder: str, base: str) -> PretrainedConfig:
+def _base_config(folder: str, base: str, summary_length: int | None) -> LlamaConfig:
+    """The base's config.json, validated as an AutoCompressor's would be (a LLaMA, sane sizes)."""
+    path = Path(folder) / "config.json"
     try:
-        config = AutoConfig.from_pretrained(folder)
+        values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise InputError(f"cannot load the config of base model {base!r}: {err}") from err
-    if config.model_type != "llama":
-        raise InputError(f"base model {base!r} is a {config.model_type!r} model; compressor training needs a LLaMA-architecture causal LM (model_type 'llama')")
-    return config
+        raise InputError(f"cannot read the config.json of base model {base!r}: {one_line(err)}") from err
+    if not isinstance(values, dict):
+        raise InputError(f"{path} is not a JSON object")
+    check_model_config({"summary_length": summary_length or PUBLISHED_SUMMARY_LENGTH, **values}, base)
+    try:
+        return AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise InputError(f"cannot load the config of base model {base!r}: {one_line(err)}") from err
 
 
 def plan_compressor(config: CompressorConfig, prompts: PromptSet | None = None) -> CompressorPlan:
@@ -124,13 +122,13 @@ def plan_compressor(config: CompressorConfig, prompts: PromptSet | None = None) 
     qa = load_qa(config.qa, store.options if config.qa.startswith("s3://") else None) if config.qa and config.qa_weight > 0 else None
     if qa is not None:
         _check_qa_documents(qa, current, config.corpus)
-    folder = resolve_base_folder(config.base, config.revision)
-    base_config = _base_config(folder, config.base)
+    folder = resolve_model_folder(config.base, config.revision)
+    base_config = _base_config(folder, config.base, config.summary_length)
     own = getattr(base_config, "summary_length", None)
     summary_length = config.summary_length or own or PUBLISHED_SUMMARY_LENGTH
     if own is not None and int(own) != summary_length:
         raise InputError(f"base model {config.base!r} is an AutoCompressor with summary_length {own}; --summary-length {summary_length} would discard its summary tokens (train from its plain LLaMA base instead)")
-    segment_length = config.segment_length or int(getattr(base_config, "segment_length", None) or DEFAULT_SEGMENT_LENGTH)
+    segment_length = config.segment_length or model_segment_length(base_config)
     widest = config.lm_segments * summary_length + config.gradient_segments * segment_length + summary_length
     if config.lm_weight > 0 and widest > base_config.max_position_embeddings:
         raise InputError(
@@ -140,6 +138,8 @@ def plan_compressor(config: CompressorConfig, prompts: PromptSet | None = None) 
     use_cuda = resolve_device(config.device).type == "cuda"
     bf16 = use_cuda if config.bf16 is None else config.bf16
     prompts = prompts or default_prompts()
+    plan = CompressorPlan(config, store, [], qa, folder, base_config, summary_length, segment_length, prompts, "", bf16, use_cuda)
+    check_checkpoint(folder, plan.model_config(), plan.new_tensors)  # an incomplete base stops here, before any work
     used = current.values() if config.lm_weight > 0 else [current[d] for d in sorted(qa.doc_ids)] if qa else []
     documents = sorted(used, key=lambda r: r.doc_id)
     key = config.output_key or "compressor-" + stable_hash(
@@ -156,7 +156,8 @@ def plan_compressor(config: CompressorConfig, prompts: PromptSet | None = None) 
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         }
     )
-    return CompressorPlan(config, store, documents, qa, folder, base_config, summary_length, segment_length, prompts, key, bf16, use_cuda)
+    plan.documents, plan.key = documents, key
+    return plan
 
 
 def build_model(plan: CompressorPlan) -> torch.nn.Module:
@@ -165,22 +166,17 @@ def build_model(plan: CompressorPlan) -> torch.nn.Module:
     config = plan.config
     model_config = plan.model_config()
     torch.manual_seed(config.seed)
-    try:
-        model, info = LlamaAutoCompressorModel.from_pretrained(
-            plan.base_folder, config=model_config, dtype=torch.float32, attn_implementation="sdpa", output_loading_info=True
-        )
-    except (OSError, ValueError, RuntimeError) as err:
-        raise InputError(f"cannot load base model weights from {config.base!r}: {err}") from err
-    missing = set(info["missing_keys"]) - ({"embed_summary.weight"} if not plan.base_is_autocompressor else set())
-    if missing or info["mismatched_keys"]:
-        bad = sorted(missing) or [str(k[0]) for k in info["mismatched_keys"]]
-        raise InputError(f"base model {config.base!r} is incomplete: tensor {bad[0]} is missing or misshapen ({len(bad)} in all)")
-    if not plan.base_is_autocompressor:
+    if plan.base_is_autocompressor:
+        model = load_autocompressor(plan.base_folder, dtype=torch.float32)
+        for name in ("accumulate_summary", "segment_length", "segment_lengths"):
+            setattr(model.config, name, getattr(model_config, name))
+    else:
+        model = load_autocompressor(plan.base_folder, dtype=torch.float32, base_config=model_config)
         with torch.no_grad():
             eos = model_config.eos_token_id if isinstance(model_config.eos_token_id, int) else model_config.eos_token_id[0]
             model.embed_summary.weight.copy_(model.get_input_embeddings().weight[eos].expand_as(model.embed_summary.weight))
     if config.gradient_checkpointing if config.gradient_checkpointing is not None else plan.use_cuda:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable({"use_reentrant": False})
     model.config.use_cache = False
     if config.tuning == "full":
         return model
@@ -239,15 +235,16 @@ def materialize(run: CompressorStore, out: str | None) -> str:
 
 
 def loss_plot_png(curve: list[dict[str, Any]], title: str) -> bytes:
+    """The training loss per step: the total, and each objective's own when both ran."""
     from lloco_core.plotting import png_figure
 
     png: list[bytes] = []
+    names = [("loss", "total")]
+    if curve and all(name in curve[0] for name in ("qa_loss", "lm_loss")):
+        names += [("qa_loss", "compress-then-answer"), ("lm_loss", "AutoCompressor (next token)")]
     with png_figure((6, 3.5), 100, png) as ax:
-        steps = [p["step"] for p in curve]
-        for name, label in (("loss", "total"), ("qa_loss", "compress-then-answer"), ("lm_loss", "AutoCompressor (next token)")):
-            values = [p.get(name) for p in curve]
-            if any(v is not None for v in values) and (name == "loss" or len({n for n in ("qa_loss", "lm_loss") if curve[0].get(n) is not None}) > 1 or name == "loss"):
-                ax.plot(steps, values, label=label, linewidth=1)
+        for name, label in names:
+            ax.plot([p["step"] for p in curve], [p[name] for p in curve], label=label, linewidth=1)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss")
         ax.set_yscale("log")

@@ -7,8 +7,8 @@ an uninterrupted run would have drawn, with nothing to save but the step.
   tokenizes them), joined with EOS into one stream, cut into sequences of
   `lm_segments x segment_length` tokens; each substep gets random segment lengths.
 - Compress-then-answer: each QA item's document cut exactly as compress cuts it
-  (`segments.segment_document`), and the question/answer encoded exactly as finetune encodes it
-  (`examples.encode_example` with the adapter prompt templates).
+  (`segments.segment_document`), the same first segments read (`decoder.document_segments`), and
+  the question/answer encoded exactly as finetune encodes it (`examples.encode_example`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from lloco_core.model.decoder import document_segments
 from lloco_core.model.segments import segment_document
 from lloco_core.qa.dataset import QAItem
 from lloco_core.qa.prompts import PromptSet
@@ -94,12 +95,17 @@ def qa_documents(
 ) -> list[QADocument]:
     """One QADocument per document with questions, in doc_id order."""
     questions: dict[str, list[tuple[list[int], list[int]]]] = {}
+    encoded: dict[tuple, tuple[list[int], list[int]]] = {}  # QA files repeat questions and answers across documents
     for item in items:
-        questions.setdefault(item.doc_id, []).append(encode_example(item, prompts, tokenizer, config.max_answer_tokens))
+        key = (item.task, item.question, tuple(item.options or ()), item.answers[0])
+        if key not in encoded:
+            encoded[key] = encode_example(item, prompts, tokenizer, config.max_answer_tokens)
+        questions.setdefault(item.doc_id, []).append(encoded[key])
     documents = []
     for doc_id in sorted(questions):
-        segments = segment_document(tokenizer, texts[doc_id], segment_length)[: config.max_segments]
-        documents.append(QADocument(doc_id, [s.token_ids for s in segments], questions[doc_id]))
+        segments = segment_document(tokenizer, texts[doc_id], segment_length)
+        read = document_segments(len(segments), config.max_segments)
+        documents.append(QADocument(doc_id, [segments[i].token_ids for i in read], questions[doc_id]))
     return documents
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.cache_utils import DynamicCache
 
 from lloco_core.model.autocompressor import LlamaAutoCompressorModel
 from lloco_core.model.decoder import IGNORE_INDEX, DecoderBatch, build_decoder_inputs, pad_batch
@@ -56,25 +57,66 @@ def answer_loss(model: LlamaAutoCompressorModel, batch: DecoderBatch) -> torch.T
     """Mean next-token loss on labelled positions (what `labels=` gives), with the output head applied
     only where there is a label: the decoder's vocabulary projection is most of a small model's cost."""
     hidden = model.model(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids, use_cache=False).last_hidden_state
-    labels = batch.labels[:, 1:].to(hidden.device)
+    return _labelled_loss(model, hidden, batch.labels)
+
+
+def shared_prefix_length(prompts: list[list[int]]) -> int:
+    """Tokens every prompt starts with, leaving at least the last prompt token of each to its own row
+    (the answer's first label is predicted from there)."""
+    shortest = min(len(p) for p in prompts)
+    length = 0
+    while length < shortest - 1 and all(p[length] == prompts[0][length] for p in prompts):
+        length += 1
+    return length
+
+
+def answer_loss_shared_prefix(model: LlamaAutoCompressorModel, rows: list[tuple[int, torch.Tensor, torch.Tensor]], prefixes: list[torch.Tensor]) -> torch.Tensor:
+    """`answer_loss` of full decoder inputs that share their first positions per document, computed
+    once per document: the shared positions `prefixes[d]` ([P, H], one length for all) run once with a
+    KV cache, then each row's rest `(d, embeds, labels)` runs against its document's cache. Causal
+    attention makes this exactly the full computation; a document's 12 questions then cost one
+    prompt instead of twelve."""
+    length = prefixes[0].shape[0]
+    cache = model.model(inputs_embeds=torch.stack(prefixes), use_cache=True).cache
+    owner = torch.tensor([d for d, _, _ in rows], device=prefixes[0].device)
+    per_row = DynamicCache([(layer.keys.index_select(0, owner), layer.values.index_select(0, owner)) for layer in cache.layers])
+    batch = pad_batch([e for _, e, _ in rows], [lab for _, _, lab in rows], padding_side="right")
+    mask = torch.cat([batch.attention_mask.new_ones(len(rows), length), batch.attention_mask], dim=1)
+    hidden = model.model(
+        inputs_embeds=batch.inputs_embeds, attention_mask=mask, position_ids=batch.position_ids + length, cache=per_row, use_cache=True
+    ).last_hidden_state
+    return _labelled_loss(model, hidden, batch.labels)
+
+
+def _labelled_loss(model: LlamaAutoCompressorModel, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    labels = labels[:, 1:].to(hidden.device)
     keep = labels != IGNORE_INDEX
-    logits = model.lm_head(hidden[:, :-1][keep])
-    return F.cross_entropy(logits.float(), labels[keep])
+    return F.cross_entropy(model.lm_head(hidden[:, :-1][keep]).float(), labels[keep])
 
 
 def qa_loss(model: LlamaAutoCompressorModel, documents: list[QADocument], accumulate: bool, gradient_segments: int | None) -> tuple[torch.Tensor, int, int]:
-    """(loss, document tokens, input positions): compress each document once, answer all its questions."""
+    """(loss, document tokens, input positions): compress each document once, answer all its questions.
+
+    Each question's decoder input is built by `build_decoder_inputs` and its labels by `label_vector`,
+    exactly as finetune builds them; positions every question of a document shares (its summaries
+    and the template's opening) run once per document unless gradient checkpointing is on."""
     summaries = encode_segments(model, [d.segments for d in documents], accumulate, gradient_segments)
-    embeds, labels = [], []
-    for doc, summary in zip(documents, summaries):
+    inputs = []  # (document, full decoder input, labels, shared prefix length)
+    for d, (doc, summary) in enumerate(zip(documents, summaries)):
         n_soft = summary.shape[0] * summary.shape[1]
+        shared = n_soft + shared_prefix_length([p for p, _ in doc.questions])
         for prompt_ids, answer_ids in doc.questions:
-            embeds.append(build_decoder_inputs(model, summary, [*prompt_ids, *answer_ids]))
-            labels.append(label_vector(n_soft, len(prompt_ids), answer_ids))
-    batch = pad_batch(embeds, labels, padding_side="right")
+            inputs.append((d, build_decoder_inputs(model, summary, [*prompt_ids, *answer_ids]), label_vector(n_soft, len(prompt_ids), answer_ids), shared))
     tokens = sum(len(s) for d in documents for s in d.segments)
     encoder_positions = sum(len(s) + (i + 1) * summary.shape[1] for d, summary in zip(documents, summaries) for i, s in enumerate(d.segments))
-    return answer_loss(model, batch), tokens, encoder_positions + int(batch.attention_mask.sum())
+    shared = min(p for *_, p in inputs)
+    if model.is_activation_checkpointing or shared == 0:  # HF turns the cache off under checkpointing
+        batch = pad_batch([e for _, e, _, _ in inputs], [lab for _, _, lab, _ in inputs], padding_side="right")
+        return answer_loss(model, batch), tokens, encoder_positions + int(batch.attention_mask.sum())
+    prefixes = {d: e[:shared] for d, e, _, _ in inputs}
+    rows = [(d, e[shared:], lab[shared:]) for d, e, lab, _ in inputs]
+    loss = answer_loss_shared_prefix(model, rows, [prefixes[d] for d in range(len(documents))])
+    return loss, tokens, encoder_positions + len(documents) * shared + sum(e.shape[0] for _, e, _ in rows)
 
 
 def lm_loss(model: LlamaAutoCompressorModel, batch: LMBatch, accumulate: bool) -> tuple[torch.Tensor, int]:
