@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
-import pyarrow.parquet as pq
 import torch
 
 from lloco_core.config import CompressConfig
@@ -101,10 +100,8 @@ def _encoder_compress_config(config: EvaluateConfig, store: Store, model: str, e
     keys = [encoder_key] if encoder_key else list_encoders(store, config.corpus)
     extra: dict[str, Any] = {}
     if len(keys) == 1:
-        log = EmbeddingStore(store, config.corpus, keys[0]).log
-        records = log.records()
-        if records:
-            meta = pq.read_schema(log.data_path(records[0]["shard"]), filesystem=store.fs).metadata
+        meta = EmbeddingStore(store, config.corpus, keys[0]).schema_metadata(required=False)
+        if meta:
             extra = {"segment_length": int(meta[b"segment_length"]), "stored_dtype": meta[b"dtype"].decode()}
     return CompressConfig(root=config.root, endpoint_url=config.endpoint_url, corpus=config.corpus, model=model, device=config.device, **extra)
 
