@@ -12,11 +12,11 @@ import json
 from collections.abc import Iterator
 from typing import Any, Literal
 
-import fsspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lloco_core.errors import InputError
 from lloco_core.qa.metrics import METRICS
+from lloco_core.store.storage import open_url
 
 Task = Literal["qa", "multiple_choice", "query_summary"]
 Format = Literal["auto", "longbench", "quality"]
@@ -57,10 +57,10 @@ class EvalExample(BaseModel):
         return value
 
 
-def _records(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _records(path: str, endpoint_url: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, JSON object) for each non-blank line; compression inferred from the suffix."""
     try:
-        with fsspec.open(path, "rt", encoding="utf-8", compression="infer") as f:
+        with open_url(path, "rt", endpoint_url, encoding="utf-8", compression="infer") as f:
             for lineno, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
@@ -151,7 +151,7 @@ def _quality(record: dict[str, Any], where: str, lineno: int) -> Iterator[EvalEx
 
 
 def load_eval_set(
-    path: str, fmt: Format = "auto", dataset: str | None = None, limit: int | None = None
+    path: str, fmt: Format = "auto", dataset: str | None = None, limit: int | None = None, endpoint_url: str | None = None
 ) -> list[EvalExample]:
     """Read a benchmark JSONL file into ``EvalExample``s.
 
@@ -166,7 +166,7 @@ def load_eval_set(
     examples: list[EvalExample] = []
     if limit == 0:
         return examples
-    for lineno, record in _records(path):
+    for lineno, record in _records(path, endpoint_url):
         where = f"{path}, line {lineno}"
         if fmt == "auto":
             fmt = _detect(record, where)

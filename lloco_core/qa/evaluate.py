@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import torch
 
 from lloco_core.config import CompressConfig
@@ -39,7 +38,7 @@ from lloco_core.qa.retrieval import rank_segments
 from lloco_core.store.documents import DocumentTable
 from lloco_core.store.embeddings import EmbeddingStore, list_encoders
 from lloco_core.store.sources import SourceDocument
-from lloco_core.store.storage import Store
+from lloco_core.store.storage import Store, open_url, storage_options_for
 from lloco_core.training.adapters import resolve_adapter
 
 TASK_METRIC = {"qa": "qa_f1", "multiple_choice": "accuracy", "query_summary": "rouge_l"}
@@ -59,9 +58,9 @@ class EvalItem:
     dataset: str
 
 
-def _is_corpus_format(path: str) -> bool:
+def _is_corpus_format(path: str, endpoint_url: str | None = None) -> bool:
     try:
-        with fsspec.open(path, "rt", encoding="utf-8", compression="infer") as f:
+        with open_url(path, "rt", endpoint_url, encoding="utf-8", compression="infer") as f:
             for line in f:
                 if line.strip():
                     return '"doc_id"' in line
@@ -79,11 +78,11 @@ def eval_doc_id(dataset: str, context: str) -> str:
 def load_items(config: EvaluateConfig, store: Store) -> tuple[list[EvalItem], list[SourceDocument]]:
     """Eval items with doc_ids in the corpus, plus the documents that must be ingested for them."""
     fmt = config.format
-    if fmt == "corpus" or (fmt == "auto" and _is_corpus_format(config.eval_set)):
-        data = load_qa(config.eval_set, store.options if config.eval_set.startswith("s3://") else None)
+    if fmt == "corpus" or (fmt == "auto" and _is_corpus_format(config.eval_set, config.endpoint_url)):
+        data = load_qa(config.eval_set, storage_options_for(config.eval_set, config.endpoint_url))
         items = [EvalItem(i.id, i.doc_id, i.question, i.answers, i.task, i.options, TASK_METRIC[i.task], "corpus") for i in data.items]
         return items[: config.limit] if config.limit else items, []
-    examples = load_eval_set(config.eval_set, fmt, config.dataset, config.limit)
+    examples = load_eval_set(config.eval_set, fmt, config.dataset, config.limit, config.endpoint_url)
     if not examples:
         raise InputError(f"{config.eval_set}: no examples")
     docs: dict[str, SourceDocument] = {}
@@ -187,8 +186,8 @@ def eval_key(config: EvaluateConfig, adapter_key: str | None, encoder_key: str, 
     return "eval-" + stable_hash({"format_version": EVAL_FORMAT, "adapter": adapter_key, "encoder": encoder_key, "eval_set": eval_sha, "weights": model_weights, **settings})
 
 
-def _file_sha256(path: str) -> str:
-    with fsspec.open(path, "rb", compression="infer") as f:
+def _file_sha256(path: str, endpoint_url: str | None = None) -> str:
+    with open_url(path, "rb", endpoint_url, compression="infer") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
 
@@ -210,7 +209,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     config = config.model_copy(update={"encoder_key": encoder_key})
     adapter, model_path, encoder_key = resolve_generation(config, store)
     weights = checkpoint_fingerprint(resolve_model_folder(model_path, None))
-    key = eval_key(config, adapter.key if adapter else None, encoder_key, _file_sha256(config.eval_set), weights)
+    key = eval_key(config, adapter.key if adapter else None, encoder_key, _file_sha256(config.eval_set, config.endpoint_url), weights)
     folder = store.path(config.corpus, "evals", key)
     if not config.force and store.exists(f"{folder}/metrics.json"):
         return {**store.read_json(f"{folder}/metrics.json"), "cached": True}
