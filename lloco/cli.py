@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sys.stdout.flush()
     print(json.dumps(result, default=str))
-    return 0
+    return int(result.get("exit_status", 0)) if isinstance(result, dict) else 0  # e.g. verify: 1 = problems found
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from lloco_core.model.autocompressor import DEFAULT_SEGMENT_LENGTH, LoadedCompre
 from lloco_core.model.segments import segment_document
 from lloco_core.model.summarize import summarize_documents
 from lloco_core.store.backlog import backlog, compact_embeddings
-from lloco_core.store.datalog import COMPACT_RECORDS
+from lloco_core.store.datalog import COMPACT_RECORDS, versions_in
 from lloco_core.store.documents import DocumentRef, DocumentTable
 from lloco_core.store.embeddings import EmbeddingStore, shard_name, shard_schema, tensor_to_arrow
 from lloco_core.store.leases import Leases
@@ -174,10 +174,10 @@ def compress_shard(
     encoded twice. What is left is written under the name of what it holds."""
     started = time.perf_counter()
     embeddings = EmbeddingStore(store, corpus, settings.key)
-    if embeddings.log.is_committed(shard.name):
-        return ShardResult(shard.name, len(shard.documents), 0, 0, 0.0, already_committed=True)
-    done = {(d, s) for r in embeddings.log.view(cache=seen).records for d, s in r.documents.items()}
+    done = versions_in(embeddings.log.view(cache=seen).records)  # committed since planning (tombstones honoured)
     refs = [r for r in shard.documents if (r.doc_id, r.sha256) not in done]
+    if not refs:
+        return ShardResult(shard.name, len(shard.documents), 0, 0, 0.0, already_committed=True)
     leases = leases or Leases(store, embeddings.log.prefix)
     name = shard_name(settings.key, [(r.doc_id, r.sha256) for r in refs])
     lease, claimed = leases.claim(name, {r.doc_id: r.sha256 for r in refs}) if refs else (None, {})

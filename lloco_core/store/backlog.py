@@ -26,7 +26,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from lloco_core.store.datalog import apply_record
+from lloco_core.store.datalog import apply_record, versions_in
 from lloco_core.store.documents import DocumentRef, DocumentTable
 from lloco_core.store.embeddings import EmbeddingStore
 from lloco_core.store.records import DocumentRecord, Problem, Reconciled
@@ -129,7 +129,7 @@ def _fast(embeddings: EmbeddingStore, documents: DocumentTable) -> Backlog | Non
         if part not in listing or (size is not None and listing[part] != size):
             return None
 
-    committed = {(doc_id, sha) for r in view.records for doc_id, sha in r.documents.items()}
+    committed = versions_in(view.records)
     todo = [DocumentRef(d, sha, part) for d, (sha, part, _, _) in sorted(candidates.items()) if (d, sha) not in committed]
     meta = {d: (candidates[d][2], candidates[d][3]) for d in (r.doc_id for r in todo)}
     first = doc_snapshots[0] if doc_snapshots else 0

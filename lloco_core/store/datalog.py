@@ -115,6 +115,19 @@ def record_entries(record: DataRecord) -> Iterable[tuple[str, str, str, int]]:
             yield doc_id, sha, data, record.committed_ns
 
 
+def versions_in(records: list[D]) -> set[tuple[str, str]]:
+    """(doc_id, sha256) pairs these records commit, less those a tombstone among them voids."""
+    files: dict[str, FileInfo] = {}
+    for record in records:
+        apply_record(files, record)
+    held = set()
+    for record in records:
+        data = file_of(record)
+        if data is not None and record.committed_ns > files[data].dropped_ns:
+            held.update(record.documents.items())
+    return held
+
+
 def parquet_bytes(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd", row_group_size=65536)
@@ -263,6 +276,11 @@ class DataLog(Generic[D]):
         if info is not None and info.sha256 is not None and hashlib.sha256(data).hexdigest() != info.sha256:
             raise StoreError(f"{self.store.uri(path)}: bytes do not match the sha256 in its commit record (corrupt; run `lloco verify --repair`)")
         return data
+
+    def holds(self, name: str) -> bool:
+        """Whether the record `name` is in force: its file committed, not dropped, there at its size."""
+        state = self.state()
+        return any(info.record == name and info.live and file not in state.bad for file, info in state.files.items())
 
     # tombstones --------------------------------------------------------------------------------
     def drop(self, files: dict[str, str], name_prefix: str = "drop") -> None:

@@ -245,7 +245,8 @@ class EmbeddingStore:
             try:
                 table = self.read_shard(shard)
             except (StoreError, OSError, pa.ArrowException) as err:
-                self.problems.append(Problem(self.store.uri(self.log.data_path(shard)), f"left out: {err}"))
+                uri = self.store.uri(self.log.data_path(shard))
+                self.problems.append(Problem(uri, f"left out: {str(err).removeprefix(uri + ': ')}"))
                 continue
             rows = zip(table["doc_id"].to_pylist(), table["doc_sha256"].to_pylist())
             mask = pa.array([row in pairs for row in rows])

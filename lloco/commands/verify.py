@@ -1,0 +1,29 @@
+"""lloco verify --corpus NAME [--root URL] [--repair]
+
+Checks every committed file of a corpus against its commit record and reports per file; exit
+status 0 when clean, 1 when problems remain (with --repair: when some could not be repaired).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lloco_core.config import CorpusConfig
+
+from ._options import add_store_options, store_fields
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from lloco_core.store.storage import Store
+    from lloco_core.store.verify import verify
+
+    config = CorpusConfig(**store_fields(args))
+    return verify(Store.from_config(config), config.corpus, repair=args.repair).as_dict()
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("verify", help="check every committed file of a corpus against its checksum (exit 1 on problems)")
+    add_store_options(parser)
+    parser.add_argument("--repair", action="store_true", help="quarantine what is bad and record it, so the next compress/ingest/finetune restores it")
+    parser.set_defaults(handler=run)
