@@ -152,16 +152,22 @@ class EmbeddingStore:
             self.problems = [*self._state.problems, *(Problem(self.store.uri(self.log.data_path(f)), why) for f, why in sorted(self._state.bad.items()))]
         return self._state
 
-    def committed(self) -> dict[tuple[str, str], str]:
-        """(doc_id, sha256) -> the usable shard holding it; the first commit wins, so nothing is read twice."""
+    def committed(self, with_bad: bool = False) -> dict[tuple[str, str], str]:
+        """(doc_id, sha256) -> the usable shard holding it; the first commit wins, so nothing is read twice.
+
+        `with_bad`: a version whose only copy is in a shard a listing shows missing or resized maps
+        to that shard, so that reading it fails naming the file (readers), instead of the version
+        looking uncompressed (which is what planning wants)."""
         state = self.state()
-        held: dict[tuple[str, str], tuple[int, str]] = {}
+        held: dict[tuple[str, str], tuple[bool, int, str]] = {}
         for doc_id, sha, shard, ns in state.entries or []:
-            if state.usable(shard, ns):
+            usable = state.usable(shard, ns)
+            if usable or (with_bad and shard in state.bad and state.files[shard].live and ns > state.files[shard].dropped_ns):
+                rank = (not usable, ns, shard)
                 known = held.get((doc_id, sha))
-                if known is None or (ns, shard) < known:
-                    held[(doc_id, sha)] = (ns, shard)
-        return {key: shard for key, (_, shard) in held.items()}
+                if known is None or rank < known:
+                    held[(doc_id, sha)] = rank
+        return {key: shard for key, (_, _, shard) in held.items()}
 
     def write_shard(self, name: str, table: pa.Table, documents: dict[str, str], supersedes: dict[str, str]) -> ShardRecord:
         """Write the shard whole, then commit it with its checksum. Same name for the same inputs: a retry overwrites."""
@@ -196,7 +202,7 @@ class EmbeddingStore:
         """doc_id -> (current sha256, shard) for documents whose current version is compressed.
 
         Pass `documents` (DocumentTable.current()) when the caller already read it."""
-        held = self.committed()
+        held = self.committed(with_bad=True)
         index = {}
         current = documents if documents is not None else DocumentTable(self.store, self.corpus).current()
         for doc_id, ref in current.items():

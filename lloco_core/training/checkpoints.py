@@ -66,11 +66,17 @@ class AdapterStore:
         return found[0] if found else None
 
     def finished(self) -> dict[str, Any] | None:
-        """The run summary of a finished adapter, or None."""
+        """The run summary of a finished adapter, or None (also when a listing shows one of its
+        files missing or resized: the next finetune then trains it again)."""
         record = self.record()
         if record is None:
             return None
-        return json.loads(read_checked(self.store, f"{self.prefix}/finetune.json", record.sums().get("finetune.json")))
+        sums = record.sums()
+        sizes = {os.path.basename(p): s for p, s in self.store.list_sizes(self.prefix).items()}
+        expected = {name: item.size for name, item in sums.items()} or {name: None for name in ("adapter_config.json", "adapter_model.safetensors", "finetune.json")}
+        if any(name not in sizes or size not in (None, sizes[name]) for name, size in expected.items()):
+            return None
+        return json.loads(read_checked(self.store, f"{self.prefix}/finetune.json", sums.get("finetune.json")))
 
     def publish(self, files: dict[str, bytes], summary: dict[str, Any]) -> None:
         """Write every output file atomically, the summary, then the commit record (with checksums) last."""
