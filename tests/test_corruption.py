@@ -231,3 +231,59 @@ def test_corruption_is_named_never_returned_and_restored(golden: Golden, tmp_pat
     assert hashlib.sha256(_adapter(root).read_bytes()).hexdigest() == golden.adapter_sha
     rc, err, report = lloco("verify", root=root)
     assert rc == 0, [f for f in report["files"] if f["status"] != "ok"]
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_read_only_commands_create_nothing(golden: Golden, tmp_path: Path) -> None:
+    typo = tmp_path / "no" / "such" / "root"
+    for argv in (("export", "--out", str(tmp_path / "x.parquet")), ("verify",), ("vacuum",), ("ask", "Who?", "--device", "cpu")):
+        rc, err, _ = lloco(*argv, root=typo)
+        assert rc == 2 and str(typo) in err and "Traceback" not in err, err
+    assert not (tmp_path / "no").exists() and not (tmp_path / "x.parquet").exists()
+
+    root = tmp_path / "root"
+    shutil.copytree(golden.root, root)
+    before = tree(root)
+    for argv in (("export", "--out", str(tmp_path / "all.parquet")), ("verify",), ("ask", "Who?", "--doc", "d1", "--device", "cpu", "--max-new-tokens", "2")):
+        assert lloco(*argv, root=root)[0] == 0
+    assert tree(root) == before
+
+
+def test_vacuum_removes_leftovers_never_committed_or_in_flight_files(golden: Golden, tmp_path: Path) -> None:
+    import os
+    import time
+
+    root = tmp_path / "root"
+    shutil.copytree(golden.root, root)
+    encoder = root / "c" / "embeddings" / golden.encoder.name
+    hour_ago = time.time() - 7200
+    old = {
+        "tmp": encoder / "shards" / ".tmp-0123-shard-x.parquet",
+        "orphan": encoder / "shards" / "shard-00000000000000000000.parquet",
+        "part orphan": root / "c" / "documents" / "part-00000000000000000000.parquet",
+        "quarantined": encoder / "_quarantine" / "1-shards--shard-bad.parquet",
+        "in flight": encoder / "shards" / "shard-11111111111111111111.parquet",
+    }
+    young = encoder / "shards" / "shard-22222222222222222222.parquet"
+    for path in [*old.values(), young]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"leftover")
+    for path in old.values():
+        os.utime(path, (hour_ago, hour_ago))
+    lease = encoder / "_leases" / "other-shard-11111111111111111111.json"
+    lease.parent.mkdir(exist_ok=True)
+    lease.write_text(json.dumps({"owner": "other", "shard": "shard-11111111111111111111", "documents": {}, "created_ns": 0, "expires_ns": time.time_ns() + 10**11}))
+    committed = sorted(p for p in tree(golden.root) if not p.startswith("c/adapters/other"))
+
+    rc, err, report = lloco("vacuum", "--older-than", "1h", root=root)
+    assert rc == 0, err
+    removed = {r["path"] for r in report["removed"]}
+    assert removed == {str(old[k]) for k in ("tmp", "orphan", "part orphan", "quarantined")}
+    assert young.exists() and old["in flight"].exists() and lease.exists()
+    assert all((root / p).exists() for p in committed)
+    rc, _, result = lloco("export", "--out", str(tmp_path / "after.parquet"), root=root)
+    assert rc == 0 and pq.read_table(tmp_path / "after.parquet").equals(golden.reference)
+    assert lloco("verify", root=root)[0] == 0
