@@ -26,7 +26,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-from lloco_core.store.datalog import apply_record, versions_in
+from lloco_core.store.datalog import apply_record, no_gc, versions_in
 from lloco_core.store.documents import DocumentRef, DocumentTable
 from lloco_core.store.embeddings import EmbeddingStore
 from lloco_core.store.records import DocumentRecord, Problem, Reconciled
@@ -56,7 +56,10 @@ class Backlog:
 def backlog(embeddings: EmbeddingStore, documents: DocumentTable, full: bool = False) -> Backlog:
     """The documents to compress: the fast path when it applies, else the full read."""
     found = None if full else _fast(embeddings, documents)
-    return found if found is not None else _full(embeddings, documents)
+    if found is not None:
+        return found
+    with no_gc():
+        return _full(embeddings, documents)
 
 
 def _full(embeddings: EmbeddingStore, documents: DocumentTable) -> Backlog:

@@ -24,10 +24,13 @@ compaction leaves files nobody references (vacuum removes them) and the older sn
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import hashlib
 import io
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -82,8 +85,26 @@ class LogState(Generic[D]):
     bad: dict[str, str] = field(default_factory=dict)  # file -> why (missing, wrong size)
 
     def usable(self, file: str, committed_ns: int) -> bool:
-        info = self.files.get(file)
-        return info is not None and info.live and committed_ns > info.dropped_ns and file not in self.bad
+        floor = self.floors.get(file)
+        return floor is not None and committed_ns > floor
+
+    @functools.cached_property
+    def floors(self) -> dict[str, int]:
+        """Usable file -> the commit time its entries must be newer than (its last tombstone)."""
+        return {f: info.dropped_ns for f, info in self.files.items() if info.live and f not in self.bad}
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while folding millions of small tuples (they hold no
+    cycles; collections triggered by their allocation only cost time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def file_of(record: DataRecord) -> str | None:
@@ -211,6 +232,10 @@ class DataLog(Generic[D]):
         """Files (and with `entries`, every entry) of the newest usable snapshot plus live records.
 
         A snapshot whose files cannot be read is reported and an older one used instead."""
+        with no_gc():
+            return self._state(entries, check_files)
+
+    def _state(self, entries: bool, check_files: bool) -> LogState[D]:
         skip, problems = 0, []
         while True:
             view = self.log.view(skip_snapshots=skip)

@@ -88,12 +88,13 @@ class DocumentTable:
         latest: dict[str, tuple[int, str, str]] = {}
         for doc_id, sha, part, ns in state.entries or []:
             known = latest.get(doc_id)
-            if known is None or (ns, part) > (known[0], known[2]):
+            if known is None or ns > known[0] or (ns == known[0] and part > known[2]):
                 latest[doc_id] = (ns, sha, part)
         self.problems = [*state.problems, *(Problem(self.store.uri(self.log.data_path(f)), why) for f, why in sorted(state.bad.items()))]
         # A latest version in a dropped or bad part hides the older ones: the document is absent
         # (until ingest writes it again), never silently an older text.
-        return {doc_id: DocumentRef(doc_id, sha, part) for doc_id, (ns, sha, part) in sorted(latest.items()) if state.usable(part, ns)}
+        floors = state.floors
+        return {doc_id: DocumentRef(doc_id, sha, part) for doc_id, (ns, sha, part) in sorted(latest.items()) if ns > floors.get(part, ns)}
 
     def read_texts(self, refs: list[DocumentRef]) -> dict[str, str]:
         """Texts of the given document versions, reading each part once; every text is checked

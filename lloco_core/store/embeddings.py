@@ -159,9 +159,10 @@ class EmbeddingStore:
         to that shard, so that reading it fails naming the file (readers), instead of the version
         looking uncompressed (which is what planning wants)."""
         state = self.state()
+        floors = state.floors
         held: dict[tuple[str, str], tuple[bool, int, str]] = {}
         for doc_id, sha, shard, ns in state.entries or []:
-            usable = state.usable(shard, ns)
+            usable = ns > floors.get(shard, ns)
             if usable or (with_bad and shard in state.bad and state.files[shard].live and ns > state.files[shard].dropped_ns):
                 rank = (not usable, ns, shard)
                 known = held.get((doc_id, sha))
