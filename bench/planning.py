@@ -2,16 +2,16 @@
 
 Builds a store with `--docs` committed documents (document commits of `--part-docs` each, shard
 commits of `--shard-size` each, as compress writes them: records with checksums, one small data file
-per record so listings and size checks are real), compacts it as the writers do, adds one document
-commit of `--new` documents (the nightly increment), then times `plan_compress` (median of
-`--repeats`). Prints one JSON line:
+per record so listings and size checks are real), compacting as it goes as the writers do, adds
+one document commit of `--new` documents (the nightly increment), then times `plan_compress`
+(median of `--repeats`). Prints one JSON line:
 
     plan_seconds         planning with snapshots (this code): reads what is new
     plan_reads           commit records + snapshot files it fetched
     full_plan_seconds    this code reading every record and snapshot run (--full)
     before_plan_seconds  the code of `--before REF` (default main) on the same store, run from a
-                         `git archive` of that ref in a subprocess (it reads the generation-0
-                         records; the increment is written there too, so both see the same state)
+                         `git archive` of that ref in a subprocess (it reads generation-0 records
+                         only: every record is copied there for it, so both see the same state)
 
     python bench/planning.py --docs 1000000 --new 1000 [--s3] [--before main|none] [--full]
 
@@ -34,13 +34,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lloco_core.model.compress import EncoderSettings, plan_compress  # noqa: E402
-from lloco_core.store.backlog import backlog, compact_embeddings  # noqa: E402
-from lloco_core.store.documents import DocumentTable, part_name  # noqa: E402
-from lloco_core.store.embeddings import EmbeddingStore, shard_name  # noqa: E402
-from lloco_core.store.storage import Store  # noqa: E402
+from lloco_core.model.compress import EncoderSettings, plan_compress
+from lloco_core.store.backlog import backlog, compact_embeddings, compact_embeddings_if_needed  # noqa: E402
+from lloco_core.store.documents import DocumentTable, part_name
+from lloco_core.store.embeddings import EmbeddingStore, shard_name
+from lloco_core.store.storage import Store
 
-SETTINGS = dict(model_folder="bench", weights="bench-weights", summary_length=50, hidden_size=4096, accumulate_summary=True, segment_length=1536, compute_dtype="bfloat16", stored_dtype="bfloat16")
+SETTINGS = {"model_folder": "bench", "weights": "bench-weights", "summary_length": 50, "hidden_size": 4096, "accumulate_summary": True, "segment_length": 1536, "compute_dtype": "bfloat16", "stored_dtype": "bfloat16"}
 PLACEHOLDER = b"lloco planning bench placeholder".ljust(64, b".")
 PLACEHOLDER_SUM = {"size": len(PLACEHOLDER), "sha256": hashlib.sha256(PLACEHOLDER).hexdigest()}
 BEFORE_SNIPPET = """
@@ -66,38 +66,62 @@ def record(name: str, field: str, data_file: str, docs: dict[str, str], ns: int,
     return json.dumps(body, sort_keys=True).encode()
 
 
-def build(store: Store, encoder_key: str, n_docs: int, part_docs: int, shard_size: int) -> None:
-    """Committed documents and shards, written in batches (s3fs sends a batch concurrently)."""
+def build(store: Store, encoder_key: str, n_docs: int, part_docs: int, shard_size: int, compact_every: int | None) -> float:
+    """Committed documents and shards as nightly runs leave them: each document commit (ingest) is
+    followed by the shard commits that compress it. Records are written in batches (s3fs sends a
+    batch concurrently) and, unless `compact_every` is None, compacted as the writers do (after
+    every document commit, every `compact_every` shard commits, and at the end of each "run").
+    Returns the seconds spent compacting."""
     doc_prefix = store.path("c", "documents")
     emb_prefix = store.path("c", "embeddings", encoder_key)
+    documents_log, embeddings = DocumentTable(store, "c"), EmbeddingStore(store, "c", encoder_key)
     ns = time.time_ns() - 10**12
     batch: dict[str, bytes] = {}
+    compacting = 0.0
 
-    def flush(force: bool = False) -> None:
-        if batch and (force or len(batch) >= 2000):
-            if store.is_local:
-                for path, data in batch.items():
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    Path(path).write_bytes(data)
-            else:
-                store.fs.pipe(dict(batch))
-            batch.clear()
+    def flush() -> None:
+        if store.is_local:
+            for path, data in batch.items():
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                Path(path).write_bytes(data)
+        else:
+            store.fs.pipe(dict(batch))
+        batch.clear()
 
+    def compact(action: Any) -> None:
+        nonlocal compacting
+        if compact_every is not None:
+            flush()
+            started = time.perf_counter()
+            action()
+            compacting += time.perf_counter() - started
+
+    shards = 0
     for start in range(0, n_docs, part_docs):
         docs = documents(start, min(part_docs, n_docs - start))
         part = part_name(docs)
         ns += 1
         batch[f"{doc_prefix}/{part}"] = PLACEHOLDER
-        batch[f"{doc_prefix}/_commits/{part.removesuffix('.parquet')}.json"] = record(part.removesuffix(".parquet"), "part", part, docs, ns, added=len(docs))
+        folder = documents_log.log.generation_folder(documents_log.log.open_generation())
+        batch[f"{folder}/{part.removesuffix('.parquet')}.json"] = record(part.removesuffix(".parquet"), "part", part, docs, ns, added=len(docs))
         flush()
-    for start in range(0, n_docs, shard_size):
-        docs = documents(start, min(shard_size, n_docs - start))
-        name = shard_name(encoder_key, docs)
-        ns += 1
-        batch[f"{emb_prefix}/shards/{name}.parquet"] = PLACEHOLDER
-        batch[f"{emb_prefix}/_commits/{name}.json"] = record(name, "shard", f"shards/{name}.parquet", docs, ns, segments=len(docs))
+        compact(documents_log.compact_if_needed)
+        folder = embeddings.log.generation_folder(embeddings.log.open_generation())
+        for first in range(start, start + len(docs), shard_size):
+            held = documents(first, min(shard_size, start + len(docs) - first))
+            name = shard_name(encoder_key, held)
+            ns += 1
+            shards += 1
+            batch[f"{emb_prefix}/shards/{name}.parquet"] = PLACEHOLDER
+            batch[f"{folder}/{name}.json"] = record(name, "shard", f"shards/{name}.parquet", held, ns, segments=len(held))
+            if len(batch) >= 2000:
+                flush()
+            if compact_every is not None and shards % compact_every == 0:
+                compact(lambda: compact_embeddings(embeddings, documents_log))
+                folder = embeddings.log.generation_folder(embeddings.log.open_generation())
         flush()
-    flush(force=True)
+        compact(lambda: compact_embeddings_if_needed(embeddings, documents_log))
+    return compacting
 
 
 def add_increment(store: Store, n_new: int) -> None:
@@ -110,6 +134,16 @@ def add_increment(store: Store, n_new: int) -> None:
     legacy = table.log.record_path(committed.name, 0)
     if not store.exists(legacy):
         store.write_bytes(legacy, json.dumps(committed.model_dump(mode="json")).encode())
+
+
+def mirror_to_generation_zero(store: Store, encoder_key: str) -> None:
+    """Copy the records of later generations into generation 0, where the code before generations
+    reads them (this code reads generation 0 only until its first snapshot, so it is unaffected)."""
+    for log in (DocumentTable(store, "c").log, EmbeddingStore(store, "c", encoder_key).log):
+        for folder in store.list_dirs(log.generation_folder(0)):
+            for path in store.list(folder, ".json"):
+                target = f"{log.generation_folder(0)}/{path.rsplit('/', 1)[-1]}"
+                store.fs.copy(path, target)
 
 
 def timed(fn: Any, repeats: int) -> tuple[float, Any]:
@@ -146,6 +180,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also time this code's full read (every record and snapshot run)")
     parser.add_argument("--root", help="local folder to build in (default: a temporary one)")
     parser.add_argument("--no-compact", dest="compact", action="store_false", help="leave the records uncompacted (a store written before snapshots)")
+    parser.add_argument("--compact-every", type=int, default=1024, help="shard commits between compactions while building (writers: 64; more builds faster, same planning)")
     args = parser.parse_args()
 
     encoder_key = EncoderSettings(**SETTINGS).key
@@ -166,13 +201,8 @@ def main() -> None:
             store = Store(root, endpoint)
             out: dict[str, Any] = {"docs": args.docs, "new": args.new, "s3": args.s3, "shard_size": args.shard_size, "part_docs": args.part_docs}
             started = time.perf_counter()
-            build(store, encoder_key, args.docs, args.part_docs, args.shard_size)
+            out["compact_seconds"] = round(build(store, encoder_key, args.docs, args.part_docs, args.shard_size, args.compact_every if args.compact else None), 1)
             out["build_seconds"] = round(time.perf_counter() - started, 1)
-            if args.compact:
-                started = time.perf_counter()
-                DocumentTable(store, "c").data.compact()
-                compact_embeddings(EmbeddingStore(store, "c", encoder_key), DocumentTable(store, "c"))
-                out["compact_seconds"] = round(time.perf_counter() - started, 1)
             add_increment(store, args.new)
 
             settings = EncoderSettings(**SETTINGS)
@@ -183,6 +213,7 @@ def main() -> None:
                 seconds, full = timed(lambda: plan_compress(store, "c", settings, args.shard_size, full=True), 1)
                 out.update(full_plan_seconds=round(seconds, 3), full_todo=sum(len(s.documents) for s in full.shards))
             if args.before != "none":
+                mirror_to_generation_zero(store, encoder_key)
                 old = before(args.before, root, endpoint, 1 if args.docs >= 1_000_000 else args.repeats, env)
                 out.update(before_ref=args.before, before_plan_seconds=round(old["seconds"], 3), before_todo=old["todo"])
         finally:

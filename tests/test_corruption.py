@@ -124,9 +124,9 @@ def outside(g: Golden, root: Path) -> Path:
     nines = pa.array([[9.0] * table.schema.field("summary").type.list_size] * table.num_rows, table.schema.field("summary").type)
     pq.write_table(table.set_column(6, "summary", nines), evil)
     commits = root / "c" / "embeddings" / g.encoder.name / "_commits"
-    template = json.loads(sorted(commits.glob("*.json"))[0].read_text())
+    template = json.loads(min(commits.glob("*.json")).read_text())
     (commits / "evil.json").write_text(json.dumps({**template, "name": "evil", "shard": "../../../../evil.parquet"}))
-    docs_record = json.loads(sorted((root / "c" / "documents" / "_commits").glob("*.json"))[0].read_text())
+    docs_record = json.loads(min((root / "c" / "documents" / "_commits").glob("*.json")).read_text())
     (root / "c" / "documents" / "_commits" / "evil-part.json").write_text(json.dumps({**docs_record, "name": "evil-part", "part": "../../evil.parquet", "documents": {"zz": "0" * 64}}))
     return commits / "evil.json"
 
@@ -284,6 +284,6 @@ def test_vacuum_removes_leftovers_never_committed_or_in_flight_files(golden: Gol
     assert removed == {str(old[k]) for k in ("tmp", "orphan", "part orphan", "quarantined")}
     assert young.exists() and old["in flight"].exists() and lease.exists()
     assert all((root / p).exists() for p in committed)
-    rc, _, result = lloco("export", "--out", str(tmp_path / "after.parquet"), root=root)
+    rc, _, _result = lloco("export", "--out", str(tmp_path / "after.parquet"), root=root)
     assert rc == 0 and pq.read_table(tmp_path / "after.parquet").equals(golden.reference)
     assert lloco("verify", root=root)[0] == 0

@@ -119,7 +119,7 @@ def test_a_compaction_killed_at_any_write_leaves_the_older_state(tmp_path: Path,
     for kill_at in range(12):  # every prefix of a compaction's writes: marker, runs, files, pending, snapshot record
         writes = []
 
-        def dying_write(self: Store, path: str, data: bytes, kill_at: int = kill_at) -> None:
+        def dying_write(self: Store, path: str, data: bytes, kill_at: int = kill_at, writes: list = writes) -> None:
             if len(writes) == kill_at:
                 raise KeyboardInterrupt("killed")
             writes.append(path)
@@ -181,7 +181,7 @@ def test_unreadable_or_unsafe_records_are_skipped_by_name(tmp_path: Path) -> Non
     build(store, 30, 10)
     want = state_of(store)
     commits = tmp_path / "root" / "c" / "embeddings" / KEY / "_commits"
-    good = json.loads(sorted(commits.glob("*.json"))[0].read_text())
+    good = json.loads(min(commits.glob("*.json")).read_text())
     bad = {
         "truncated.json": b'{"name": "truncated", "committed_ns": 1, "sha',
         "empty.json": b"{}",

@@ -24,7 +24,7 @@ from tests.conftest import make_text
 from tests.finetune_helpers import QA_LINES
 from tests.fixtures_compress import env_clean, run_cli, write_docs  # noqa: F401
 from tests.s3server import SeaweedS3
-from tests.test_compress_s3 import s3  # noqa: F401
+from tests.test_compress_s3 import s3  # noqa: F401 (the module's SeaweedFS fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("env_clean")]
 DOCS = {f"d{i}": make_text(200 + i, 40 + 20 * i) for i in range(4)}
@@ -108,8 +108,8 @@ def test_corruption_on_s3_is_named_never_returned_and_restored(s3: SeaweedS3, ti
     reference = pq.read_table(tmp_path / "ref.parquet")
     client = s3.client()
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="matrix", Prefix="root/c/embeddings/")["Contents"]]
-    shard = sorted(k for k in keys if "/shards/" in k)[0]
-    record = sorted(k for k in keys if "/_commits/" in k)[-1]
+    shard = min(k for k in keys if "/shards/" in k)
+    record = max(k for k in keys if "/_commits/" in k)
 
     def check(fault_key: str, restore: list[tuple[str, ...]]) -> None:
         rc, err, result = lloco("export", "--out", str(tmp_path / "damaged.parquet"), endpoint=endpoint, root=root)

@@ -20,13 +20,24 @@ import torch
 from lloco_core.config import CompressConfig
 from lloco_core.errors import InputError
 from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
-from lloco_core.model.autocompressor import DEFAULT_SEGMENT_LENGTH, LoadedCompressor, load_compressor, load_config, resolve_device
+from lloco_core.model.autocompressor import (
+    DEFAULT_SEGMENT_LENGTH,
+    LoadedCompressor,
+    load_compressor,
+    load_config,
+    resolve_device,
+)
 from lloco_core.model.segments import segment_document
 from lloco_core.model.summarize import summarize_documents
-from lloco_core.store.backlog import backlog, compact_embeddings
+from lloco_core.store.backlog import backlog, compact_embeddings_if_needed
 from lloco_core.store.datalog import COMPACT_RECORDS, versions_in
 from lloco_core.store.documents import DocumentRef, DocumentTable
-from lloco_core.store.embeddings import EmbeddingStore, shard_name, shard_schema, tensor_to_arrow
+from lloco_core.store.embeddings import (
+    EmbeddingStore,
+    shard_name,
+    shard_schema,
+    tensor_to_arrow,
+)
 from lloco_core.store.leases import Leases
 from lloco_core.store.records import Record
 from lloco_core.store.storage import Store
@@ -174,7 +185,8 @@ def compress_shard(
     encoded twice. What is left is written under the name of what it holds."""
     started = time.perf_counter()
     embeddings = EmbeddingStore(store, corpus, settings.key)
-    done = versions_in(embeddings.log.view(cache=seen).records)  # committed since planning (tombstones honoured)
+    view = embeddings.log.view(cache=seen)
+    done = versions_in(view.records)  # committed since planning (tombstones honoured)
     refs = [r for r in shard.documents if (r.doc_id, r.sha256) not in done]
     if not refs:
         return ShardResult(shard.name, len(shard.documents), 0, 0, 0.0, already_committed=True)
@@ -186,8 +198,12 @@ def compress_shard(
     if lease is None or not refs:
         others = len(shard.documents) - len(deferred)  # committed by another run since planning
         return ShardResult(shard.name, others, 0, 0, 0.0, already_committed=True, deferred=deferred)
+    documents = DocumentTable(store, corpus)
     with leases.held(lease, name, claimed):
-        return _encode_and_commit(embeddings, DocumentTable(store, corpus), settings, refs, compressor, batch_size, batch_positions, deferred, started)
+        result = _encode_and_commit(embeddings, documents, settings, refs, compressor, batch_size, batch_positions, deferred, started)
+    if len(view.records) + 1 >= COMPACT_RECORDS:  # the flow's shard tasks compact too, not only `compress`
+        compact_embeddings_if_needed(embeddings, documents)
+    return result
 
 
 def _encode_and_commit(
@@ -280,7 +296,7 @@ def compress(config: CompressConfig, on_shard: Callable[[int, int, ShardResult],
     """Compress every uncompressed document of the corpus; returns what was done.
 
     Documents another run is compressing at the same time are waited for, not encoded twice; the
-    commit log is compacted into a snapshot every `COMPACT_RECORDS` shards and at the end."""
+    commit log is compacted into a snapshot by the shard writers every `COMPACT_RECORDS` records."""
     started = time.perf_counter()
     store = Store.from_config(config)
     settings = encoder_settings(config)
@@ -288,7 +304,7 @@ def compress(config: CompressConfig, on_shard: Callable[[int, int, ShardResult],
     summary = CompressSummary(config.corpus, plan.encoder_key, plan.store, documents_skipped=plan.documents_skipped, planning=plan.planning, problems=list(plan.problems))
     embeddings, documents = EmbeddingStore(store, config.corpus, settings.key), DocumentTable(store, config.corpus)
     leases, seen = Leases(store, embeddings.log.prefix), {}
-    shards, done, total, since_compaction = plan.shards, 0, len(plan.shards), 0
+    shards, done, total = plan.shards, 0, len(plan.shards)
     while shards:
         deferred: list[DocumentRef] = []
         for shard in shards:
@@ -296,16 +312,12 @@ def compress(config: CompressConfig, on_shard: Callable[[int, int, ShardResult],
             result = compress_shard(store, config.corpus, settings, shard, compressor, config.batch_size, config.batch_positions, leases, seen)
             summary.add(result)
             deferred += result.deferred
-            done, since_compaction = done + 1, since_compaction + (result.documents > 0 and not result.already_committed)
+            done += 1
             if on_shard is not None:
                 on_shard(done, total, result)
-            if since_compaction >= COMPACT_RECORDS:
-                compact_embeddings(embeddings, documents)
-                since_compaction = 0
         shards = _take_over(store, config, settings, leases, deferred, summary)
         total += len(shards)
-    if embeddings.data.needs_compaction():
-        compact_embeddings(embeddings, documents)
+    compact_embeddings_if_needed(embeddings, documents)
     summary.seconds = round(time.perf_counter() - started, 3)
     summary.tokens_per_s = round(summary.tokens / summary.seconds, 1) if summary.seconds else 0.0
     return summary

@@ -19,8 +19,14 @@ import torch
 from transformers import PreTrainedModel
 
 from lloco_core.errors import InputError, StoreError
+from lloco_core.model.autocompressor import (
+    LlamaAutoCompressorModel,
+    compute_dtype,
+    flash_attention_available,
+    load_config,
+    resolve_device,
+)
 from lloco_core.store.storage import filesystem
-from lloco_core.model.autocompressor import LlamaAutoCompressorModel, compute_dtype, flash_attention_available, load_config, resolve_device
 
 IGNORE_INDEX = -100
 """Label value the loss skips (torch's CrossEntropyLoss default)."""

@@ -21,6 +21,7 @@ Both paths give the same backlog (tests check it); the fast one only reads less.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -148,6 +149,18 @@ def _fast(embeddings: EmbeddingStore, documents: DocumentTable) -> Backlog | Non
 def _generation_of(path: str) -> int:
     folder = path.rsplit("/", 2)[-2]
     return int(folder[1:]) if folder.startswith("g") and folder[1:].isdigit() else 0
+
+
+_compacting = threading.Lock()
+
+
+def compact_embeddings_if_needed(embeddings: EmbeddingStore, documents: DocumentTable) -> bool:
+    """Compact once enough records are live (shard writers call this; one compaction at a time per process)."""
+    with _compacting:
+        if not embeddings.data.needs_compaction():
+            return False
+        compact_embeddings(embeddings, documents)
+        return True
 
 
 def compact_embeddings(embeddings: EmbeddingStore, documents: DocumentTable) -> None:

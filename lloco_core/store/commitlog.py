@@ -37,7 +37,14 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from lloco_core.store.records import RECORD_FORMAT, Problem, Record, SnapshotRecord, check_relative, describe
+from lloco_core.store.records import (
+    RECORD_FORMAT,
+    Problem,
+    Record,
+    SnapshotRecord,
+    check_relative,
+    describe,
+)
 from lloco_core.store.storage import Store
 
 COMMITS = "_commits"

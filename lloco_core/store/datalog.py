@@ -41,7 +41,14 @@ import pyarrow.parquet as pq
 
 from lloco_core.errors import StoreError
 from lloco_core.store.commitlog import SNAPSHOTS, CommitLog, LogView
-from lloco_core.store.records import DataRecord, FileSum, Problem, SnapshotFile, SnapshotRecord, check_relative
+from lloco_core.store.records import (
+    DataRecord,
+    FileSum,
+    Problem,
+    SnapshotFile,
+    SnapshotRecord,
+    check_relative,
+)
 from lloco_core.store.sources import DOC_ID_PATTERN
 from lloco_core.store.storage import Store
 
@@ -147,6 +154,20 @@ def versions_in(records: list[D]) -> set[tuple[str, str]]:
         if data is not None and record.committed_ns > files[data].dropped_ns:
             held.update(record.documents.items())
     return held
+
+
+def entries_table(records: list[D]) -> pa.Table:
+    """The entries of these records as an Arrow table (column by column: no row objects)."""
+    columns: dict[str, list[Any]] = {name: [] for name in ENTRY_SCHEMA.names}
+    for record in records:
+        data = file_of(record)
+        if data is None or not record.documents:
+            continue
+        columns["doc_id"].extend(record.documents.keys())
+        columns["sha256"].extend(record.documents.values())
+        columns["file"].extend([data] * len(record.documents))
+        columns["committed_ns"].extend([record.committed_ns] * len(record.documents))
+    return pa.table(columns, schema=ENTRY_SCHEMA)
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -330,8 +351,7 @@ class DataLog(Generic[D]):
         files = self._snapshot_files(state.view.snapshot) if state.view.snapshot else {}
         for record in sealed:
             apply_record(files, record)
-        rows = [e for r in sealed for e in record_entries(r)]
-        new_run = fold_entries(pa.Table.from_pylist([dict(zip(ENTRY_SCHEMA.names, e)) for e in rows], schema=ENTRY_SCHEMA), self.keep, files)
+        new_run = fold_entries(entries_table(sealed), self.keep, files)
         runs = list(state.view.snapshot.runs) if state.view.snapshot else []
         tables: list[pa.Table | SnapshotFile] = [*runs, new_run]
         while len(tables) >= 2 and _rows(tables[-2]) <= 2 * max(_rows(tables[-1]), 1):

@@ -133,7 +133,8 @@ class Verifier:
             if not info.live:
                 continue
             path = data.log.data_path(file)
-            problem = state.bad.get(file) or _check_file(self.store, path, info.sum(), lambda table: content(table, wanted.get(file, set())))
+            expected = wanted.get(file, set())
+            problem = state.bad.get(file) or _check_file(self.store, path, info.sum(), lambda table, expected=expected: content(table, expected))
             check = self.add(FileCheck(self.store.uri(path), kind, problem))
             if problem is not None:
                 bad[file] = problem

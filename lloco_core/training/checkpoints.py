@@ -27,7 +27,12 @@ from typing import Any
 
 from lloco_core.errors import StoreError
 from lloco_core.store.commitlog import CommitLog
-from lloco_core.store.records import AdapterRecord, CheckpointRecord, FileSum, check_relative
+from lloco_core.store.records import (
+    AdapterRecord,
+    CheckpointRecord,
+    FileSum,
+    check_relative,
+)
 from lloco_core.store.storage import Store
 
 FINISHED = "adapter"
