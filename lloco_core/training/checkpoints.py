@@ -83,22 +83,31 @@ class CheckpointStore:
 
     def download(self, record: dict[str, Any], local_dir: Path) -> Path:
         """The files a commit record names into `local_dir/<tag>` (DeepSpeed's names), each checked
-        by its bytes; a StoreError names the first file that is missing or not pickle-free."""
+        by its bytes; a StoreError names every file that is missing or not pickle-free."""
         step = record.get("step")
         files = record.get("files")
+        where = self.store.uri(self.log.record_path(str(record.get("name"))))
         if not isinstance(step, int) or not isinstance(files, list) or not files:
-            raise StoreError(f"{self.log.record_path(str(record.get('name')))}: checkpoint record names no files (written before checkpoints were pickle-free?)")
+            raise StoreError(f"{where}: checkpoint record names no files (written before checkpoints were pickle-free?)")
         target = local_dir / step_tag(step)
         target.mkdir(parents=True, exist_ok=True)
+        problems = []
         for name in files:
             if not isinstance(name, str) or not SEGMENT.match(name) or not name.endswith(STORED_SUFFIX):
-                raise StoreError(f"{self.log.record_path(step_tag(step))}: checkpoint file name {name!r} is not allowed")
+                problems.append(f"{where}: checkpoint file name {name!r} is not allowed")
+                continue
             remote = f"{self.folder(step)}/{name}"
             if not self.store.exists(remote):
-                raise StoreError(f"{self.store.uri(remote)}: checkpoint file is missing")
+                problems.append(f"{self.store.uri(remote)}: checkpoint file is missing")
+                continue
             local = target / local_name(name)
             self.store.fs.get(remote, str(local))
-            read_header(local, where=self.store.uri(remote))
+            try:
+                read_header(local, where=self.store.uri(remote))
+            except StoreError as err:
+                problems.append(str(err))
+        if problems:
+            raise StoreError("; ".join(problems))
         return target
 
     def prune(self, keep: int) -> None:
