@@ -18,7 +18,7 @@ import torch
 from transformers import PreTrainedModel
 
 from lloco_core.errors import InputError
-from lloco_core.model.autocompressor import LlamaAutoCompressorModel, compute_dtype, flash_attention_available, load_config, resolve_device
+from lloco_core.model.autocompressor import compute_dtype, flash_attention_available, load_autocompressor, resolve_device
 
 IGNORE_INDEX = -100
 """Label value the loss skips (torch's CrossEntropyLoss default)."""
@@ -140,14 +140,10 @@ def load_decoder(model_path: str, adapter_path_or_uri: str | None = None, device
     Summary vectors from `embed_summary` are not used by the decoder; loading the same class keeps
     one loading path for compressor and decoder.
     """
-    config = load_config(model_path)
     torch_device = resolve_device(device)
     dtype = compute_dtype(torch_device)
     attn = "flash_attention_2" if torch_device.type == "cuda" and flash_attention_available() else "sdpa"
-    try:
-        model = LlamaAutoCompressorModel.from_pretrained(model_path, config=config, dtype=dtype, attn_implementation=attn, use_safetensors=True)
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot load model weights from {model_path!r}: {err}") from err
+    model = load_autocompressor(model_path, dtype=dtype, attn_implementation=attn)
     if adapter_path_or_uri:
         from peft import PeftModel
 

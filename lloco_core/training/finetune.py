@@ -30,7 +30,7 @@ import torch
 
 from lloco_core.errors import InputError
 from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
-from lloco_core.model.autocompressor import LlamaAutoCompressorModel, load_config, load_tokenizer, resolve_device
+from lloco_core.model.autocompressor import load_autocompressor, load_config, load_tokenizer, resolve_device
 from lloco_core.model.compress import resolve_model_folder
 from lloco_core.model.decoder import build_decoder_inputs, decoder_window, pad_batch
 from lloco_core.plotting import png_figure
@@ -134,7 +134,7 @@ def build_model(plan: FinetunePlan) -> torch.nn.Module:
 
     config = plan.config
     attn = "sdpa"
-    base = LlamaAutoCompressorModel.from_pretrained(plan.model_folder, dtype=torch.float32, attn_implementation=attn, use_safetensors=True)
+    base = load_autocompressor(plan.model_folder, dtype=torch.float32, attn_implementation=attn)
     if config.gradient_checkpointing if config.gradient_checkpointing is not None else plan.use_cuda:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     base.config.use_cache = False
