@@ -69,6 +69,8 @@ def jsonl(*rows: Any) -> str:
     return "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows)
 
 
+CLI_FIX = "needs cli's fix: one-line validation and usage errors"
+PROTOCOL_FIX = "needs protocol's fix: a benchmark file whose contexts are all empty is a one-line error"
 QA_OK = {"id": "q1", "doc_id": "alpha", "question": "Who?", "answers": ["x"]}
 DEEP = "[" * 200_000 + "]" * 200_000
 
@@ -154,19 +156,19 @@ CASES = [
     Case("ingest-empty-document", lambda w: _ingest_skip(w, "empty", {"e.txt": " \n\t "}), 0, "empty", "e.txt"),
     # ingest: the source or the options are wrong: exit 2, one line
     Case("ingest-missing-source", lambda w: ["ingest", str(w.tmp / "no-such-folder"), "--corpus", "c", "--root", w.root], 2, "does not exist"),
-    Case("ingest-corpus-escape", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "../../evil", "--root", w.root], 2, "not allowed"),
-    Case("ingest-corpus-slash", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "a/b", "--root", w.root], 2, "not allowed"),
-    Case("ingest-root-unknown-protocol", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "c", "--root", "foo://bucket/x"], 2, "foo"),
+    Case("ingest-corpus-escape", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "../../evil", "--root", w.root], 2, "not allowed", xfail=CLI_FIX),
+    Case("ingest-corpus-slash", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "a/b", "--root", w.root], 2, "not allowed", xfail=CLI_FIX),
+    Case("ingest-root-unknown-protocol", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "c", "--root", "foo://bucket/x"], 2, "foo", xfail=CLI_FIX),
     Case("ingest-root-is-a-file", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "c", "--root", w.file("plain-file", "x")], 2, "plain-file"),
     # compress
     Case("compress-missing-model", lambda w: ["compress", "--corpus", "c", "--model", str(w.tmp / "no-model"), "--root", w.root, "--device", "cpu"], 2, "no-model"),
     Case("compress-truncated-safetensors", lambda w: ["compress", "--corpus", "c", "--model", w.model_variant("m-trunc", truncate_weights), "--root", w.root, "--device", "cpu"], 2, "model.safetensors"),
     Case("compress-config-weight-mismatch", lambda w: ["compress", "--corpus", "c", "--model", w.model_variant("m-size", edit_config(hidden_size=32)), "--root", w.root, "--device", "cpu"], 2, "m-size"),
     Case("compress-config-segment-length-negative", lambda w: ["compress", "--corpus", "c", "--model", w.model_variant("m-seg", edit_config(segment_length=-5)), "--root", w.root, "--device", "cpu"], 2, "segment_length"),
-    Case("compress-segment-length-negative", lambda w: ["compress", "--corpus", "c", "--model", str(w.model), "--root", w.root, "--segment-length", "-5"], 2, "segment_length"),
-    Case("compress-segment-length-zero", lambda w: ["compress", "--corpus", "c", "--model", str(w.model), "--root", w.root, "--segment-length", "0"], 2, "segment_length"),
+    Case("compress-segment-length-negative", lambda w: ["compress", "--corpus", "c", "--model", str(w.model), "--root", w.root, "--segment-length", "-5"], 2, "segment-length", xfail=CLI_FIX),
+    Case("compress-segment-length-zero", lambda w: ["compress", "--corpus", "c", "--model", str(w.model), "--root", w.root, "--segment-length", "0"], 2, "segment-length", xfail=CLI_FIX),
     Case("compress-corpus-without-documents", lambda w: ["compress", "--corpus", "nothing-here", "--model", str(w.model), "--root", w.root, "--device", "cpu"], 2, "no documents"),
-    Case("compress-corpus-escape", lambda w: ["compress", "--corpus", "..", "--model", str(w.model), "--root", w.root], 2, "not allowed"),
+    Case("compress-corpus-escape", lambda w: ["compress", "--corpus", "..", "--model", str(w.model), "--root", w.root], 2, "not allowed", xfail=CLI_FIX),
     # finetune: the QA file and options are checked before anything is written
     Case("finetune-missing-qa", lambda w: ["finetune", "--corpus", "c", "--qa", str(w.tmp / "no-qa.jsonl"), "--model", str(w.model), "--root", w.root], 2, "no-qa.jsonl"),
     Case("finetune-malformed-qa-line", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-bad.jsonl", jsonl(QA_OK, "{oops")), "--model", str(w.model), "--root", w.root], 2, "qa-bad.jsonl:2"),
@@ -177,22 +179,22 @@ CASES = [
     Case("finetune-qa-lone-surrogate", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-sur.jsonl", '{"id": "q", "doc_id": "alpha", "question": "bad \\udc00", "answers": ["x"]}\n'), "--model", str(w.model), "--root", w.root], 2, "qa-sur.jsonl:1"),
     Case("finetune-qa-not-utf8", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-latin.jsonl", b'{"id": "q\xe9"}\n'), "--model", str(w.model), "--root", w.root], 2, "qa-latin.jsonl"),
     Case("finetune-missing-model", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-ok.jsonl", jsonl(QA_OK)), "--model", str(w.tmp / "no-model"), "--root", w.root], 2, "no-model"),
-    Case("finetune-output-key-escape", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-ok.jsonl", jsonl(QA_OK)), "--model", str(w.model), "--root", w.root, "--output-key", "../x"], 2, "not allowed"),
+    Case("finetune-output-key-escape", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-ok.jsonl", jsonl(QA_OK)), "--model", str(w.model), "--root", w.root, "--output-key", "../x"], 2, "not allowed", xfail=CLI_FIX),
     # ask
     Case("ask-unknown-corpus", lambda w: ["ask", "Who?", "--corpus", "nothing-here", "--root", w.root, "--device", "cpu"], 2, "nothing-here"),
     Case("ask-unknown-doc", lambda w: ["ask", "Who?", "--corpus", "c", "--doc", "no-such-doc", "--root", w.root, "--device", "cpu"], 2, "no-such-doc"),
-    Case("ask-adapter-key-escape", lambda w: ["ask", "Who?", "--corpus", "c", "--adapter-key", "../../etc", "--root", w.root, "--device", "cpu"], 2, "not allowed"),
+    Case("ask-adapter-key-escape", lambda w: ["ask", "Who?", "--corpus", "c", "--adapter-key", "../../etc", "--root", w.root, "--device", "cpu"], 2, "not allowed", xfail=CLI_FIX),
     Case("ask-unknown-adapter", lambda w: ["ask", "Who?", "--corpus", "c", "--adapter-key", "no-such-adapter", "--root", w.root, "--device", "cpu"], 2, "no-such-adapter"),
     Case("ask-missing-model", lambda w: ["ask", "Who?", "--corpus", "c", "--model", str(w.tmp / "no-model"), "--root", w.root, "--device", "cpu"], 2, "no-model"),
-    Case("ask-empty-question", lambda w: ["ask", "", "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "question"),
+    Case("ask-empty-question", lambda w: ["ask", "", "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "question", xfail=CLI_FIX),
     # evaluate
     Case("evaluate-missing-file", lambda w: ["evaluate", str(w.tmp / "no-eval.jsonl"), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "no-eval.jsonl"),
     Case("evaluate-malformed-line", lambda w: ["evaluate", w.file("ev-bad.jsonl", jsonl({"_id": "1", "input": "q", "context": "c", "answers": ["a"], "dataset": "qasper"}, "{oops")), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "line 2"),
-    Case("evaluate-empty-context", lambda w: ["evaluate", w.file("ev-empty.jsonl", jsonl({"_id": "1", "input": "q", "context": "", "answers": ["a"], "dataset": "qasper"})), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "context"),
+    Case("evaluate-empty-context", lambda w: ["evaluate", w.file("ev-empty.jsonl", jsonl({"_id": "1", "input": "q", "context": "", "answers": ["a"], "dataset": "qasper"})), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "context", xfail=PROTOCOL_FIX),
     Case("evaluate-unknown-dataset", lambda w: ["evaluate", w.file("ev-ds.jsonl", jsonl({"_id": "1", "input": "q", "context": "c", "answers": ["a"], "dataset": "imagenet"})), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "imagenet"),
     Case("evaluate-200k-deep-line", lambda w: ["evaluate", w.file("ev-deep.jsonl", jsonl(DEEP)), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "ev-deep.jsonl"),
     Case("evaluate-corpus-qa-unknown-doc", lambda w: ["evaluate", w.file("ev-qa.jsonl", jsonl({**QA_OK, "doc_id": "nope"})), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "nope"),
-    Case("evaluate-unknown-system", lambda w: ["evaluate", w.file("ev-qa-ok.jsonl", jsonl(QA_OK)), "--corpus", "c", "--root", w.root, "--systems", "oracle"], 2, "oracle"),
+    Case("evaluate-unknown-system", lambda w: ["evaluate", w.file("ev-qa-ok.jsonl", jsonl(QA_OK)), "--corpus", "c", "--root", w.root, "--systems", "oracle"], 2, "oracle", xfail=CLI_FIX),
 ]
 
 
@@ -216,3 +218,30 @@ def test_hostile_input(world: World, case: Case) -> None:
         messages = [line for line in stderr.splitlines() if line.startswith(f"lloco {argv[0]}:")]
         assert len(messages) == 1 and case.expect in messages[0], stderr[-3000:]
     assert snapshot(world.root) == before, "the store changed"
+
+
+def test_bad_items_never_stop_an_ingest(world: World, tmp_path: Path) -> None:
+    """Good documents beside every kind of bad item: the good ones are committed, each bad one is
+    listed with its file (and line or row), and nothing committed before changes."""
+    root = str(tmp_path / "store")
+    shutil.copytree(world.root, root)
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "good.txt").write_text(make_text(7, 60))
+    (folder / "sub" / "good.md").write_text(make_text(8, 60))
+    bad_lines = ['{"id": "s", "text": "bad \\ud800"}', DEEP, '{"id": "../up", "text": "t"}']
+    (folder / "lines.jsonl").write_text(jsonl({"id": "line-ok", "text": make_text(9, 40)}, *bad_lines))
+    (folder / "corrupt.parquet").write_bytes(b"PAR1 garbage PAR1")
+    (folder / "meta.parquet").write_bytes(parquet_bytes(pa.table({"id": ["p-ok", "p-bad"], "text": ["parquet text", "more"], "metadata": ['{"k": 1}', "{oops"]})))
+    (folder / "leak.txt").symlink_to("/etc/hostname")
+    (folder / "latin.txt").write_bytes("caf\xe9".encode("latin-1"))
+    before = snapshot(root)
+
+    rc, _, stderr, result = run_cli("ingest", str(folder), "--corpus", "c", "--root", root)
+    assert rc == 0 and "Traceback" not in stderr, stderr[-2000:]
+    assert result is not None and result["documents_added"] == 4 and result["parts_committed"] == 1, result
+    skipped = {s["item"].removeprefix(str(folder) + "/").split(" (id ")[0]: s["reason"] for s in result["skipped"]}
+    assert set(skipped) == {"lines.jsonl:2", "lines.jsonl:3", "lines.jsonl:4", "corrupt.parquet", "meta.parquet#row=1", "leak.txt", "latin.txt"}, skipped
+    after = snapshot(root)
+    assert {k: after.get(k) for k in before} == before, "a committed file changed"
+    assert not any("hostname" in k for k in after)

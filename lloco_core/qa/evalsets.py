@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lloco_core.errors import InputError
 from lloco_core.qa.metrics import METRICS
+from lloco_core.unicode_text import lone_surrogate
 
 Task = Literal["qa", "multiple_choice", "query_summary"]
 Format = Literal["auto", "longbench", "quality"]
@@ -68,6 +69,10 @@ def _records(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise InputError(f"{path}, line {lineno}: not JSON ({exc.msg})") from None
+                except RecursionError:
+                    raise InputError(f"{path}, line {lineno}: JSON nested too deeply") from None
+                if (why := lone_surrogate(record)) is not None:
+                    raise InputError(f"{path}, line {lineno}: record {why}")
                 if not isinstance(record, dict):
                     raise InputError(f"{path}, line {lineno}: expected a JSON object, got {type(record).__name__}")
                 yield lineno, record

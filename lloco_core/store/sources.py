@@ -22,6 +22,7 @@ import fsspec
 import pyarrow.parquet as pq
 
 from lloco_core.errors import InputError
+from lloco_core.unicode_text import lone_surrogate
 
 TEXT_SUFFIXES = (".txt", ".md")
 SOURCE_SUFFIXES = (*TEXT_SUFFIXES, ".jsonl", ".parquet")
@@ -60,15 +61,6 @@ def check_doc_id(doc_id: Any) -> str | None:
     return None
 
 
-def _not_unicode(text: str) -> str | None:
-    """Why `text` cannot be stored as UTF-8 (a lone surrogate such as \\ud800 from a JSON escape), or None."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        return f"text holds {text[err.start]!r} at character {err.start}, a lone surrogate that is not valid Unicode"
-    return None
-
-
 def _metadata_problem(metadata: Any) -> str | None:
     if metadata is None:
         return None
@@ -91,7 +83,9 @@ def _document(doc_id: Any, text: Any, source: str, metadata: Any) -> SourceDocum
         return Skipped(item, "'text' must be a string")
     if not text.strip():
         return Skipped(item, "document is empty")
-    if (why := _not_unicode(text) or _metadata_problem(metadata)) is not None:
+    if (why := lone_surrogate(text)) is not None:
+        return Skipped(item, f"text {why}")
+    if (why := _metadata_problem(metadata)) is not None:
         return Skipped(item, why)
     return SourceDocument(doc_id, text, source, dict(metadata or {}))
 
