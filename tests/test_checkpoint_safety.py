@@ -113,6 +113,10 @@ def _hostile(kind: str, path: Path, marker: Path) -> None:
         _tree_file(path, {"enum": ["subprocess.Popen", "touch x"]})
     elif kind == "dtype not a dtype":
         _tree_file(path, {"dtype": "load"})
+    elif kind == "unhashable key":
+        _tree_file(path, {"dict": [[{"list": []}, 1]]})
+    elif kind == "bad enum value":
+        _tree_file(path, {"enum": ["deepspeed.runtime.zero.config.ZeroStageEnum", 99]})
     elif kind == "missing tensor":
         _tree_file(path, {"tensor": 3})
     elif kind == "deep nesting":  # json.loads would hit RecursionError
@@ -123,7 +127,7 @@ def _hostile(kind: str, path: Path, marker: Path) -> None:
         raise AssertionError(kind)
 
 
-HOSTILE = ["pickle", "torch.save zip", "empty", "truncated", "padded", "header not JSON", "plain safetensors", "class not allowed", "enum not allowed", "dtype not a dtype", "missing tensor", "deep nesting"]
+HOSTILE = ["pickle", "torch.save zip", "empty", "truncated", "padded", "header not JSON", "plain safetensors", "class not allowed", "enum not allowed", "dtype not a dtype", "unhashable key", "bad enum value", "missing tensor", "deep nesting"]
 
 
 @pytest.mark.parametrize("kind", HOSTILE)
@@ -240,6 +244,7 @@ def _resume(interrupted: dict[str, Any], root: Path, plant: Any) -> tuple[dict[s
     return summary, load_file(Path(summary["adapter_uri"], "adapter_model.safetensors"))
 
 
+@pytest.mark.slow
 def test_payload_in_each_checkpoint_file_never_runs(interrupted: dict[str, Any], tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     named = ["mp_rank_00_model_states.safetensors", "zero_pp_rank_0_mp_rank_00_optim_states.safetensors"]

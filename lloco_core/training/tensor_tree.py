@@ -168,7 +168,7 @@ def read_header(path: str | Path, where: str | None = None) -> TreeHeader:
     if end != data_bytes:
         raise StoreError(f"{where}: training state file is truncated or padded ({data_bytes} data bytes, the header names {end})")
     found = TreeHeader(skeleton, frozenset(header))
-    _Decoder(dict.fromkeys(found.tensor_names), where).node(skeleton)  # the whole tree is valid before any load
+    _decode(skeleton, dict.fromkeys(found.tensor_names), where)  # the whole tree is valid before any load
     return found
 
 
@@ -227,6 +227,13 @@ class _Decoder:
         raise self.bad(f"unknown node {kind!r}")
 
 
+def _decode(skeleton: Any, tensors: dict[str, Any], where: str) -> Any:
+    try:
+        return _Decoder(tensors, where).node(skeleton)
+    except (TypeError, ValueError, AttributeError, ImportError) as err:  # unhashable keys, bad enum values, ...
+        raise StoreError(f"{where}: malformed training state skeleton ({type(err).__name__}: {err})") from None
+
+
 def load_tree(path: str | Path, map_location: Any = None, where: str | None = None) -> Any:
     """Read a file written by `save_tree`, checking its bytes first; tensors on CPU unless a device is named."""
     where = where or str(path)
@@ -239,4 +246,4 @@ def load_tree(path: str | Path, map_location: Any = None, where: str | None = No
         tensors = {k: v.to(map_location) for k, v in tensors.items()}
     if set(tensors) != header.tensor_names:
         raise StoreError(f"{where}: training state tensors do not match their header")
-    return _Decoder(tensors, where).node(header.skeleton)
+    return _decode(header.skeleton, tensors, where)
