@@ -53,7 +53,7 @@ def test_tree_round_trip_is_exact(tmp_path: Path) -> None:
 
     shared = torch.randn(3, 4)
     tree = {
-        "module": {"w": torch.randn(2, 3).to(torch.bfloat16), "v": shared[:, 1]},
+        "module": {"w": torch.randn(2, 3).to(torch.bfloat16), "v": shared[:, 1], "flat": shared.view(-1), "tail": shared.view(-1)[4:]},
         "state": {0: {"step": torch.tensor(7.0), "exp_avg": shared}, 1: {"same": shared}},
         "param_groups": [{"betas": (0.9, 0.999), "lr": 2e-5, "params": [0, 1], "foreach": None, "amsgrad": False}],
         "shapes": [{"a.weight": torch.Size([4, 2])}],
@@ -69,7 +69,7 @@ def test_tree_round_trip_is_exact(tmp_path: Path) -> None:
     save_tree(tree, tmp_path / "s")
     got = load_tree(tmp_path / "s")
     assert torch.equal(got["module"]["w"], tree["module"]["w"]) and got["module"]["w"].dtype == torch.bfloat16
-    assert torch.equal(got["module"]["v"], shared[:, 1])
+    assert torch.equal(got["module"]["v"], shared[:, 1]) and torch.equal(got["module"]["flat"], shared.view(-1)) and torch.equal(got["module"]["tail"], shared.view(-1)[4:])
     assert got["state"][0]["exp_avg"] is got["state"][1]["same"] and torch.equal(got["state"][0]["exp_avg"], shared)
     assert got["param_groups"] == tree["param_groups"] and isinstance(got["param_groups"][0]["betas"], tuple)
     assert got["shapes"] == tree["shapes"] and isinstance(got["shapes"][0]["a.weight"], torch.Size)

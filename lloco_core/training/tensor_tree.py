@@ -65,6 +65,7 @@ class _Encoder:
     def __init__(self) -> None:
         self.tensors: dict[str, torch.Tensor] = {}
         self.ids: dict[int, int] = {}  # a tensor referenced twice is stored once
+        self.storages: set[int] = set()
 
     def node(self, value: Any, path: str) -> Any:
         if value is None or isinstance(value, (bool, str)):
@@ -99,13 +100,21 @@ class _Encoder:
             return {"object": [name, self.node(dict(vars(value)), f"{path}.__dict__")]}
         raise TypeError(f"cannot store a {name} at {path} in a training checkpoint: only tensors, plain values and {sorted(ALLOWED_CLASSES)}")
 
-    def tensor(self, value: torch.Tensor) -> int:
-        if id(value) in self.ids:
-            return self.ids[id(value)]
+    def tensor(self, original: torch.Tensor) -> int:
+        if id(original) in self.ids:
+            return self.ids[id(original)]
+        value = original.detach()
+        storage = value.untyped_storage()
+        whole = value.device.type == "cpu" and value.is_contiguous() and value.storage_offset() == 0 and storage.nbytes() == value.numel() * value.element_size()
+        # safetensors refuses tensors that share storage: a view, a second view of one storage, or a
+        # GPU tensor is saved as its own CPU copy; a tensor that is all of its storage is saved as is.
+        if whole and storage.data_ptr() not in self.storages:
+            self.storages.add(storage.data_ptr())
+        else:
+            value = value.to("cpu", copy=True).contiguous()
         index = len(self.tensors)
-        # A private contiguous CPU copy: safetensors refuses views that share storage.
-        self.tensors[str(index)] = value.detach().to("cpu", copy=True).contiguous()
-        self.ids[id(value)] = index
+        self.tensors[str(index)] = value
+        self.ids[id(original)] = index
         return index
 
 
