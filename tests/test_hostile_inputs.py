@@ -70,7 +70,6 @@ def jsonl(*rows: Any) -> str:
 
 
 CLI_FIX = "needs cli's fix: one-line validation and usage errors"
-PROTOCOL_FIX = "needs protocol's fix: a benchmark file whose contexts are all empty is a one-line error"
 QA_OK = {"id": "q1", "doc_id": "alpha", "question": "Who?", "answers": ["x"]}
 DEEP = "[" * 200_000 + "]" * 200_000
 
@@ -190,7 +189,8 @@ CASES = [
     # evaluate
     Case("evaluate-missing-file", lambda w: ["evaluate", str(w.tmp / "no-eval.jsonl"), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "no-eval.jsonl"),
     Case("evaluate-malformed-line", lambda w: ["evaluate", w.file("ev-bad.jsonl", jsonl({"_id": "1", "input": "q", "context": "c", "answers": ["a"], "dataset": "qasper"}, "{oops")), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "line 2"),
-    Case("evaluate-empty-context", lambda w: ["evaluate", w.file("ev-empty.jsonl", jsonl({"_id": "1", "input": "q", "context": "", "answers": ["a"], "dataset": "qasper"})), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "context", xfail=PROTOCOL_FIX),
+    Case("evaluate-empty-context", lambda w: ["evaluate", w.file("ev-empty.jsonl", jsonl({"_id": "1", "input": "q", "context": "", "answers": ["a"], "dataset": "qasper"})), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "context is empty"),
+    Case("evaluate-context-lone-surrogate", lambda w: ["evaluate", w.file("ev-sur.jsonl", '{"_id": "1", "input": "q", "context": "bad \\ud800", "answers": ["a"], "dataset": "qasper"}\n'), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "lone surrogate"),
     Case("evaluate-unknown-dataset", lambda w: ["evaluate", w.file("ev-ds.jsonl", jsonl({"_id": "1", "input": "q", "context": "c", "answers": ["a"], "dataset": "imagenet"})), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "imagenet"),
     Case("evaluate-200k-deep-line", lambda w: ["evaluate", w.file("ev-deep.jsonl", jsonl(DEEP)), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "ev-deep.jsonl"),
     Case("evaluate-corpus-qa-unknown-doc", lambda w: ["evaluate", w.file("ev-qa.jsonl", jsonl({**QA_OK, "doc_id": "nope"})), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "nope"),
