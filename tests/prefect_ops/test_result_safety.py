@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from lloco_core.store.storage import Store
 from tasks._results import StrictJSONSerializer, check_record
 from tasks.compress import compress_shard_task
 from tests.conftest import make_text
+from tests.s3server import SeaweedS3
 
 from .conftest import Stack
 
@@ -61,8 +64,27 @@ def retry_shards(config: CompressConfig, plan: CompressPlan) -> list[dict[str, A
     return [{"state": s.name, "result": s.result()} for s in states]
 
 
-def test_planted_result_records_never_run(prefect_api: Stack, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = str(tmp_path / "store")
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    server = SeaweedS3(tmp_path_factory.mktemp("weed")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "local":
+        return str(tmp_path / "store")
+    s3: SeaweedS3 = request.getfixturevalue("s3")
+    s3.make_bucket("lloco")
+    for name, value in s3.env().items():  # endpoint and keys from the environment, as on a worker
+        monkeypatch.setenv(name, value)
+    return f"s3://lloco/{tmp_path.name}"
+
+
+def test_planted_result_records_never_run(prefect_api: Stack, tiny_model: Path, tmp_path: Path, root: str, monkeypatch: pytest.MonkeyPatch) -> None:
     source = tmp_path / "docs"
     source.mkdir()
     for i in range(3):
@@ -77,31 +99,34 @@ def test_planted_result_records_never_run(prefect_api: Stack, tiny_model: Path, 
     first = retry(config, plan)
     assert [r["state"] for r in first] == ["Cached", "Cached"]  # the compress flow's records
 
-    results = Path(root, "_prefect", "results")
-    records = sorted(p for p in results.rglob("*") if p.is_file())
+    store = Store(root)
+    results = store.path("_prefect", "results")
+    store.fs.invalidate_cache()
+    records = sorted(store.fs.find(results))
+    keys = [r.removeprefix(results + "/") for r in records]
     # 3 flow results (ingest, compress, retry), the ingest and plan task results, 2 shard cache records
-    assert len(records) == 7 and len(list((results / "lloco").rglob("shard-*"))) == 2
+    assert len(records) == 7 and sum(k.startswith("lloco/compress/c/") for k in keys) == 2, keys
     block = result_storage(store_config)
     reader = ResultStore(result_storage=block, serializer=StrictJSONSerializer(), cache_result_in_memory=False)
     decoded = []
-    for path in records:  # everything lloco persisted is strict JSON, and reads back as plain values or lloco types
-        check_record(path.read_bytes(), str(path))
-        decoded.append(reader.read(str(path.relative_to(results))).result)
+    for path, key in zip(records, keys):  # everything lloco persisted is strict JSON, and reads back as plain values or lloco types
+        check_record(store.fs.cat_file(path), path)
+        decoded.append(reader.read(key).result)
     assert any(isinstance(v, list) and len(v) == 2 and isinstance(v[1], CompressPlan) and v[1] == plan for v in decoded)
 
     marker = tmp_path / "ran"
     monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "lloco_planted.py").write_text(f"import pydantic\nopen({str(marker)!r}, 'w').write('imported')\nclass Thing(pydantic.BaseModel): pass\n")
-    for planted in (pickle_record(marker), class_record("lloco_planted")):
+    module = f"lloco_planted_{uuid.uuid4().hex}"  # fresh per run: Prefect caches the classes it imported
+    (tmp_path / f"{module}.py").write_text(f"import pydantic\nopen({str(marker)!r}, 'w').write('imported')\nclass Thing(pydantic.BaseModel): pass\n")
+    for planted in (pickle_record(marker), class_record(module)):
         ResultRecord.deserialize(planted)  # control: Prefect itself runs both
         assert marker.exists()
         marker.unlink()
 
-    for planted in (pickle_record(marker), class_record("lloco_planted")):
+    for planted in (pickle_record(marker), class_record(module)):
         for path in records:
-            path.write_bytes(planted)
-        for path in records:  # read as a cache lookup or a state's result would: refused by name
-            key = str(path.relative_to(results))
+            store.fs.pipe_file(path, planted)
+        for key in keys:  # read as a cache lookup or a state's result would: refused by name
             assert not reader.exists(key)
             with pytest.raises(StoreError, match=key):
                 reader.read(key)
@@ -109,6 +134,8 @@ def test_planted_result_records_never_run(prefect_api: Stack, tiny_model: Path, 
         assert not marker.exists()
         assert [r["state"] for r in again] == ["Completed", "Completed"]
         assert [(r["result"]["name"], r["result"]["already_committed"]) for r in again] == [(s.name, True) for s in plan.shards]
-        assert all(check_record(p.read_bytes(), str(p)) for p in (results / "lloco").rglob("*") if p.is_file())  # rewritten
+        for path, key in zip(records, keys):
+            if key.startswith("lloco/compress/"):  # the shard cache records were rewritten by lloco
+                check_record(store.fs.cat_file(path), path)
     assert [r["state"] for r in retry(config, plan)] == ["Cached", "Cached"]
     assert not marker.exists()
