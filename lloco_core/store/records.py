@@ -154,8 +154,11 @@ class AdapterRecord(Record):
 
 
 class CheckpointRecord(Record):
+    """A committed training checkpoint: the files it names and (format 2) their checksums."""
+
     step: int = Field(ge=0)
-    files: dict[RelativeName, FileSum] = Field(default_factory=dict)
+    files: list[RelativeName] = Field(default_factory=list)
+    sums: dict[RelativeName, FileSum] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)

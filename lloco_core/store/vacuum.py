@@ -139,7 +139,7 @@ class Vacuum:
         return {f"shards/{lease.record.shard}.parquet" for lease in live}
 
     def checkpoints(self, adapters: AdapterStore) -> None:
-        committed = {step_tag(r.step) for r in adapters.checkpoints.records()}
+        committed = {step_tag(r["step"]) for r in adapters.checkpoints.records()}
         base = f"{adapters.prefix}/checkpoints"
         for folder in self.store.list_dirs(base):
             tag = folder.rsplit("/", 1)[-1]
@@ -149,7 +149,7 @@ class Vacuum:
                     for entry in entries:
                         self.remove(entry["name"], "checkpoint upload that was never committed")
         self.quarantine(adapters.log)
-        self.quarantine(adapters.checkpoints)
+        self.quarantine(adapters.checkpoints.log)
 
 
 def vacuum(store: Store, corpus: str, older_than_s: float = 3600.0, dry_run: bool = False) -> VacuumReport:

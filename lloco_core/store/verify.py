@@ -36,7 +36,7 @@ from lloco_core.store.documents import DocumentTable
 from lloco_core.store.embeddings import EmbeddingStore, list_encoders, shard_name
 from lloco_core.store.records import FileSum, Problem, SnapshotRecord
 from lloco_core.store.storage import Store
-from lloco_core.training.checkpoints import SUMS_PREFIX, AdapterStore, step_tag
+from lloco_core.training.checkpoints import AdapterStore
 
 
 @dataclass
@@ -183,17 +183,17 @@ class Verifier:
             record = next((r for r in view.records if r.name == "adapter"), None)
             if record is not None:
                 self._files(adapters.log, adapters.prefix, record.sums(), "adapter", view.paths[record.name])
-            checkpoints = adapters.checkpoints.view()
-            self.records(adapters.checkpoints, checkpoints.problems)
+            log = adapters.checkpoints.log
+            checkpoints = log.view()
+            self.records(log, checkpoints.problems)
             for checkpoint in checkpoints.records:
-                base = f"{adapters.prefix}/checkpoints/{step_tag(checkpoint.step)}"
-                self._files(adapters.checkpoints, base, checkpoint.files, "checkpoint", checkpoints.paths[checkpoint.name])
+                sums: dict[str, FileSum | None] = {name: checkpoint.sums.get(name) for name in checkpoint.files}
+                self._files(log, adapters.checkpoints.folder(checkpoint.step), sums, "checkpoint", checkpoints.paths[checkpoint.name])
 
-    def _files(self, log: CommitLog[Any], folder: str, sums: dict[str, FileSum], kind: str, record_path: str) -> None:
+    def _files(self, log: CommitLog[Any], folder: str, sums: dict[str, FileSum | None], kind: str, record_path: str) -> None:
+        """Check the files a record names (against their checksums where it has them)."""
         problems = []
         for name, expected in sorted(sums.items()):
-            if name.startswith(SUMS_PREFIX):
-                continue
             path = f"{folder}/{name}"
             problem = _check_file(self.store, path, expected)
             self.add(FileCheck(self.store.uri(path), kind, problem))

@@ -4,17 +4,19 @@
         adapter_config.json, adapter_model.safetensors   standard PEFT adapter
         prompts.json, loss.json, loss.png, finetune.json  templates, loss curve, run summary
         _commits/adapter.json                             written last: the adapter is finished
-        checkpoints/step-000050/…                         DeepSpeed checkpoint files of every rank
-        checkpoints/_commits/step-000050.json             written after every rank uploaded
+        checkpoints/step-000050/*.safetensors             DeepSpeed checkpoint files of every rank
+        checkpoints/_commits/step-000050.json             written after every rank uploaded; names the files
 
 A checkpoint is saved by DeepSpeed to a local staging folder, uploaded file by file, then
 committed; a reader only trusts committed steps, so a kill during upload leaves the previous
-checkpoint as the newest.
+checkpoint as the newest. Checkpoint files are `tensor_tree` safetensors files (no pickle): each is
+checked by its bytes before upload and after download, and only the files the commit record names
+are ever fetched, so a file planted beside them is never read.
 
-Checksums: the adapter's record lists the size and sha256 of every file it publishes; each rank
-writes `_sums-<rank files digest>.json` beside its checkpoint files, and rank 0 folds them into the
-checkpoint's record. Downloads check every byte against them (StoreError names a bad file), and a
-checkpoint whose files a listing shows missing or resized is not offered for resuming.
+Checksums: rank 0 reads the uploaded files of every rank back once and commits their size and
+sha256 in the checkpoint's record (`sums`); a download checks every file against them. The adapter's record lists the size and sha256 of every file it publishes; an
+adapter whose files a listing shows missing or resized is not finished (the next finetune trains
+it again), and the files that are read are checked against their sha256.
 """
 
 from __future__ import annotations
@@ -33,16 +35,12 @@ from lloco_core.store.records import (
     FileSum,
     check_relative,
 )
-from lloco_core.store.storage import Store
+from lloco_core.store.storage import SEGMENT, Store
+from lloco_core.training.tensor_tree import read_header
 
 FINISHED = "adapter"
-
-
-def step_tag(step: int) -> str:
-    return f"step-{step:06d}"
-
-
-SUMS_PREFIX = "_sums-"
+LOCAL_SUFFIX = ".pt"  # DeepSpeed's file names; in the store they say what they hold
+STORED_SUFFIX = ".safetensors"
 
 
 def read_checked(store: Store, path: str, expected: FileSum | None) -> bytes:
@@ -53,13 +51,115 @@ def read_checked(store: Store, path: str, expected: FileSum | None) -> bytes:
     return data
 
 
+def step_tag(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def stored_name(local_name: str) -> str:
+    return local_name.removesuffix(LOCAL_SUFFIX) + STORED_SUFFIX
+
+
+def local_name(stored: str) -> str:
+    return stored.removesuffix(STORED_SUFFIX) + LOCAL_SUFFIX
+
+
+class CheckpointStore:
+    """Committed training checkpoints under one prefix (any training loop: adapters, compressors)."""
+
+    def __init__(self, store: Store, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.log: CommitLog[CheckpointRecord] = CommitLog(store, prefix, CheckpointRecord)
+
+    def folder(self, step: int) -> str:
+        return f"{self.prefix}/{step_tag(step)}"
+
+    def upload(self, local_tag_dir: Path, step: int) -> list[str]:
+        """Upload this rank's files of one checkpoint (each rank calls it); returns their stored names.
+
+        Every file must already be pickle-free: a DeepSpeed path that bypassed the safetensors
+        engine would fail here, before anything unsafe reaches the store.
+        """
+        names = []
+        for path in sorted(local_tag_dir.iterdir()):
+            if path.is_file() and not path.is_symlink():
+                read_header(path)
+                name = stored_name(path.name)
+                self.store.write_bytes(f"{self.folder(step)}/{name}", path.read_bytes())
+                names.append(name)
+        return names
+
+    def commit(self, step: int, record: dict[str, Any]) -> dict[str, Any]:
+        """Rank 0, after every rank uploaded: the checkpoint becomes visible, naming its files."""
+        files = sorted(os.path.basename(p) for p in self.store.list(self.folder(step), suffix=STORED_SUFFIX))
+        # checksums of the bytes as stored (every rank's files, read back once: LoRA state is small)
+        sums = {name: FileSum.of(self.store.read_bytes(f"{self.folder(step)}/{name}")) for name in files}
+        committed = self.log.commit(step_tag(step), {"step": step, **record, "files": files, "sums": sums})
+        return committed.model_dump(mode="json")
+
+    def records(self) -> list[dict[str, Any]]:
+        """Committed checkpoints, newest step first (records that do not validate are skipped)."""
+        return sorted((r.model_dump(mode="json") for r in self.log.records()), key=lambda r: r["step"], reverse=True)
+
+    def newest(self) -> dict[str, Any] | None:
+        records = self.records()
+        return records[0] if records else None
+
+    def download(self, record: dict[str, Any], local_dir: Path) -> Path:
+        """The files a commit record names into `local_dir/<tag>` (DeepSpeed's names), each checked
+        by its bytes; a StoreError names every file that is missing or not pickle-free."""
+        step = record.get("step")
+        files = record.get("files")
+        where = self.store.uri(self.log.record_path(str(record.get("name"))))
+        if not isinstance(step, int) or not isinstance(files, list) or not files:
+            raise StoreError(f"{where}: checkpoint record names no files (written before checkpoints were pickle-free?)")
+        target = local_dir / step_tag(step)
+        target.mkdir(parents=True, exist_ok=True)
+        problems = []
+        for name in files:
+            if not isinstance(name, str) or not SEGMENT.match(name) or not name.endswith(STORED_SUFFIX):
+                problems.append(f"{where}: checkpoint file name {name!r} is not allowed")
+                continue
+            remote = f"{self.folder(step)}/{name}"
+            if not self.store.exists(remote):
+                problems.append(f"{self.store.uri(remote)}: checkpoint file is missing")
+                continue
+            local = target / local_name(name)
+            self.store.fs.get(remote, str(local))
+            try:
+                read_header(local, where=self.store.uri(remote))  # what it is first (a pickle is named as one) ...
+                expected = record.get("sums", {}).get(name)
+                if expected and FileSum.of(local.read_bytes()) != FileSum.model_validate(expected):  # ... then whether it is what was committed
+                    raise StoreError(f"{self.store.uri(remote)}: bytes do not match the checksum in its commit record")
+            except (StoreError, ValueError) as err:
+                problems.append(str(err))
+        if problems:
+            raise StoreError("; ".join(problems))
+        return target
+
+    def prune(self, keep: int) -> None:
+        """Delete all but the newest `keep` committed checkpoints: record first, then files."""
+        for record in self.records()[keep:]:
+            tag = step_tag(record["step"])
+            found = self.log.find(tag)
+            if found is not None:
+                self.store.delete(found[1])
+            if self.store.exists(self.folder(record["step"])):
+                self.store.fs.rm(self.folder(record["step"]), recursive=True)
+
+    def remove(self) -> None:
+        """After the trained result is committed, its training state is no longer needed."""
+        if self.store.exists(self.prefix):
+            self.store.fs.rm(self.prefix, recursive=True)
+
+
 class AdapterStore:
     def __init__(self, store: Store, corpus: str, key: str) -> None:
         self.store = store
         self.key = key
         self.prefix = store.path(corpus, "adapters", key)
         self.log: CommitLog[AdapterRecord] = CommitLog(store, self.prefix, AdapterRecord)
-        self.checkpoints: CommitLog[CheckpointRecord] = CommitLog(store, f"{self.prefix}/checkpoints", CheckpointRecord)
+        self.checkpoints = CheckpointStore(store, f"{self.prefix}/checkpoints")
 
     @property
     def uri(self) -> str:
@@ -89,71 +189,3 @@ class AdapterStore:
         for name, data in files.items():
             self.store.write_bytes(f"{self.prefix}/{check_relative(name)}", data)
         self.log.commit(FINISHED, {"files": {name: FileSum.of(data) for name, data in sorted(files.items())}})
-
-    # checkpoints ---------------------------------------------------------------------------------
-    def upload_checkpoint(self, local_tag_dir: Path, step: int) -> None:
-        """Upload this rank's files of one DeepSpeed checkpoint (each rank calls it), then their checksums."""
-        base = f"{self.prefix}/checkpoints/{step_tag(step)}"
-        sums = {}
-        for path in sorted(local_tag_dir.iterdir()):
-            if path.is_file():
-                data = path.read_bytes()
-                self.store.write_bytes(f"{base}/{check_relative(path.name)}", data)
-                sums[path.name] = FileSum.of(data).model_dump()
-        digest = hashlib.sha256("\n".join(sorted(sums)).encode()).hexdigest()[:16]
-        self.store.write_json(f"{base}/{SUMS_PREFIX}{digest}.json", sums)
-
-    def commit_checkpoint(self, step: int, record: dict[str, Any]) -> None:
-        """Rank 0, after every rank uploaded: the checkpoint becomes visible, with every rank's checksums."""
-        base = f"{self.prefix}/checkpoints/{step_tag(step)}"
-        files: dict[str, Any] = {}
-        for path in self.store.list(base, ".json"):
-            if os.path.basename(path).startswith(SUMS_PREFIX):
-                files.update(self.store.read_json(path))
-        self.checkpoints.commit(step_tag(step), {**record, "step": step, "files": files})
-
-    def newest_checkpoint(self) -> dict[str, Any] | None:
-        """The newest committed checkpoint whose files are all there with their recorded sizes."""
-        for record in sorted(self.checkpoints.records(), key=lambda r: r.step, reverse=True):
-            sizes = {os.path.basename(p): s for p, s in self.store.list_sizes(f"{self.prefix}/checkpoints/{step_tag(record.step)}").items()}
-            if all(sizes.get(name) == item.size for name, item in record.files.items()):
-                return record.model_dump(mode="json")
-        return None
-
-    def download_checkpoint(self, step: int, local_dir: Path) -> Path:
-        """All files of a committed checkpoint into `local_dir/<tag>`, each checked against its checksum."""
-        tag = step_tag(step)
-        found = self.checkpoints.find(tag)
-        sums = found[0].files if found else {}
-        target = local_dir / tag
-        target.mkdir(parents=True, exist_ok=True)
-        remotes = self.store.list(f"{self.prefix}/checkpoints/{tag}")
-        missing = sorted(set(sums) - {os.path.basename(r) for r in remotes})
-        if missing:
-            raise StoreError(f"{self.store.uri(self.prefix)}/checkpoints/{tag}: committed file {missing[0]!r} is missing")
-        for remote in remotes:
-            name = os.path.basename(remote)
-            if name.startswith(SUMS_PREFIX):
-                continue
-            if sums and name not in sums:
-                continue  # not part of the commit (a stray upload): never loaded
-            (target / name).write_bytes(read_checked(self.store, remote, sums.get(name)))
-        return target
-
-    def prune_checkpoints(self, keep: int) -> None:
-        """Delete all but the newest `keep` committed checkpoints: record first, then files."""
-        records = sorted(self.checkpoints.records(), key=lambda r: r.step)
-        for record in records[: max(0, len(records) - keep)]:
-            tag = step_tag(record.step)
-            found = self.checkpoints.find(tag)
-            if found:
-                self.store.delete(found[1])
-            folder = f"{self.prefix}/checkpoints/{tag}"
-            if self.store.exists(folder):
-                self.store.fs.rm(folder, recursive=True)
-
-    def remove_checkpoints(self) -> None:
-        """After the adapter is committed, its training state is no longer needed."""
-        folder = f"{self.prefix}/checkpoints"
-        if self.store.exists(folder):
-            self.store.fs.rm(folder, recursive=True)
