@@ -220,12 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_in(argv))
-    args = parser.parse_args(argv)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the command's own parser, so the message names the command
+        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     for name, default in zip(OUTPUT_OPTIONS, (False, False, "auto")):
         if not hasattr(args, name):
             setattr(args, name, default)
     _configure_logging(args.verbose, args.debug)
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     module = sys.modules[args.handler.__module__]
     created = CreatedFolders(_paths_created_by(args))
     started = time.monotonic()

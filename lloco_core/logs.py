@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 VERBOSE_ENV = "LLOCO_VERBOSE"
@@ -53,6 +54,11 @@ def quiet_third_party(verbose: bool | None = None) -> bool:
         return True
     for name, value in _ENV_SWITCHES.items():
         os.environ.setdefault(name, value)
+    if "transformers" in sys.modules:  # already imported (a notebook, a test session): switch it directly
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
     for name, level in _FILTERED_LOGGERS.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _AtLeast) for f in logger.filters):

@@ -25,7 +25,7 @@ class ProgressBar:
         self.mode, self.stream, self.total, self.unit, self.desc, self.interval = mode, stream, total, unit, desc, interval
         self.done = 0
         self.figures: dict[str, Any] = {}
-        self._last_line = 0.0
+        self._last_line: float | None = None  # the first update always makes a line
         self._unsent = False
         self._bar: Any = None
         if mode == "bar":
@@ -40,7 +40,7 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.set_postfix({k: _short(v) for k, v in self.figures.items()}, refresh=False)
             self._bar.update(n)
-        elif self.mode == "json" and time.monotonic() - self._last_line >= self.interval:
+        elif self.mode == "json" and (self._last_line is None or time.monotonic() - self._last_line >= self.interval):
             self._line()
 
     def note(self, message: str, **fields: Any) -> None:
@@ -48,7 +48,7 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.write(message, file=self.stream)
         elif self.mode == "json":
-            _emit(self.stream, {"task": self.desc, "event": "note", "message": message, **fields})
+            _emit(self.stream, {"task": self.desc, **fields, "message": message})
 
     def close(self) -> None:
         if self._bar is not None:
