@@ -31,7 +31,7 @@ def test_compress_reports_documents_and_tokens_per_second(tmp_path: Path, tiny_m
     assert lines, err
     last = lines[-1]
     assert last["done"] == last["total"] == 3 and last["unit"] == "doc" and last["shards"] == "2/2"
-    assert last["shard_docs_s"] > 0 and last["shard_tokens_s"] > 0
+    assert last["shard_docs_per_s"] > 0 and last["shard_tokens_per_s"] > 0
     assert "Loading weights" not in err, "third-party bars are off unless --verbose"
     assert summary is not None and summary["documents_compressed"] == 3
 

@@ -38,7 +38,7 @@ class ProgressBar:
         self.figures.update(figures)
         self._unsent = True
         if self._bar is not None:
-            self._bar.set_postfix({k: _short(v) for k, v in self.figures.items()}, refresh=False)
+            self._bar.set_postfix({_label(k): _short(v) for k, v in self.figures.items()}, refresh=False)
             self._bar.update(n)
         elif self.mode == "json" and (self._last_line is None or time.monotonic() - self._last_line >= self.interval):
             self._line()
@@ -72,9 +72,14 @@ class ProgressBar:
         self.close()
 
 
+def _label(key: str) -> str:
+    """`shard_tokens_per_s` -> `shard tokens/s` (JSON keys stay identifiers, the bar reads well)."""
+    return key.replace("_per_s", "/s").replace("_", " ")
+
+
 def _short(value: Any) -> Any:
     if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return value
 
 

@@ -25,7 +25,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def describe(result: dict[str, Any]) -> str:
-    return f"{result['answer']!r} ({len(result['segments'])} segments, {result['prompt_tokens']} prompt positions, {result['latency_s']:.2f} s)"
+    answer = " ".join(str(result["answer"]).split())
+    answer = answer if len(answer) <= 100 else answer[:99] + "…"
+    return f"{answer!r} ({len(result['segments'])} segments read, {result['prompt_tokens']} prompt positions, {result['latency_s']:.2f} s)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -31,7 +31,7 @@ class CompressProgress:
         self.shard_tokens += tokens
         seconds = max(time.monotonic() - self.shard_started, 1e-9)
         if self.bar is not None:
-            self.bar.update(documents, shard_docs_s=self.shard_documents / seconds, shard_tokens_s=self.shard_tokens / seconds)
+            self.bar.update(documents, shard_docs_per_s=self.shard_documents / seconds, shard_tokens_per_s=self.shard_tokens / seconds)
 
     def on_shard(self, done: int, total: int, result: Any) -> None:
         if self.bar is not None:

@@ -26,7 +26,7 @@ class FinetuneProgress:
         if self.bar is None:
             self.bar = self.progress.bar(total=event.get("total_steps"), unit="step", desc="finetune")
         if event["event"] == "step":
-            self.bar.update(1, loss=event["loss"], step=event["step"])
+            self.bar.update(1, loss=event["loss"])
         else:
             self.bar.note(f"checkpoint committed at step {event['step']}: {event.get('uri')}", **event)
 

@@ -141,12 +141,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"root": config.root, "corpora": [corpus_status(store, name) for name in names]}
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def describe(result: dict[str, Any]) -> str:
     parts = []
     for c in result["corpora"]:
         compressed = max((e["documents_compressed"] for e in c["encoders"]), default=0)
-        parts.append(f"{c['corpus']} ({c['documents']} documents, {compressed} compressed, {c['documents_uncompressed']} uncompressed, {len(c['adapters'])} adapters, {len(c['evals'])} evals)")
-    return f"{len(result['corpora'])} corpora in {result['root']}" + (": " + "; ".join(parts) if parts else "")
+        parts.append(f"{c['corpus']} ({_count(c['documents'], 'document')}, {compressed} compressed, {c['documents_uncompressed']} not compressed, {_count(len(c['adapters']), 'adapter')}, {_count(len(c['evals']), 'evaluation')})")
+    corpora = "1 corpus" if len(result["corpora"]) == 1 else f"{len(result['corpora'])} corpora"
+    return f"{corpora} in {result['root']}" + (": " + "; ".join(parts) if parts else "")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
