@@ -3,8 +3,9 @@
 For each context length (default 4k, 8k, 16k, 32k tokens) the same small LLaMA-architecture model
 (paper geometry: 1536-token segments -> 50 summary vectors) answers one question twice, both
 through `lloco_core.qa.answer.generate_batch`'s path (transformers `generate`, KV cache, greedy):
-- full: `[BOS ; context tokens ; prompt]` as input embeddings;
-- LLoCO: `[summary vectors of every segment ; BOS ; prompt]` (`decoder.build_decoder_inputs`),
+- full: `[context tokens ; prompt]` as input embeddings;
+- LLoCO: `[summary vectors of every segment ; prompt]` (`decoder.build_decoder_inputs`, the paper's
+  layout: no BOS),
   with summaries computed by the real compressor beforehand (offline cost, reported apart).
 Timed: prefill + exactly `--new-tokens` generated tokens (min = max, EOS cannot stop early).
 Prints per length the prompt tokens of both, the token ratio and the latency ratio.
@@ -29,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from lloco_core.model.autocompressor import load_compressor  # noqa: E402
-from lloco_core.model.decoder import build_decoder_inputs, pad_batch  # noqa: E402
+from lloco_core.model.decoder import build_decoder_inputs, encode_request, pad_batch  # noqa: E402
 from lloco_core.model.summarize import summarize_documents  # noqa: E402
 from lloco_core.model.tiny import build_tiny_compressor  # noqa: E402
-from lloco_core.qa.answer import prompt_ids  # noqa: E402
+from lloco_core.qa.answer import Question  # noqa: E402
 from lloco_core.qa.prompts import default_prompts  # noqa: E402
 
 QUESTION = "What did the harbor master hide under the blue flowerpot, and why?"
@@ -76,8 +77,7 @@ def main() -> None:
         )
         loaded = load_compressor(str(path), args.device)
     model, tok = loaded.model, loaded.tokenizer
-    template = default_prompts().for_task("qa")
-    prompt = prompt_ids(tok, template.render(QUESTION))
+    prompt, _ = encode_request(tok, default_prompts(), Question(QUESTION))
     vocab = len(tok)
     print(f"model: hidden {args.hidden}, {args.layers} layers, {args.heads} heads, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
           f"{loaded.device} {loaded.dtype}, {torch.get_num_threads()} threads; segments {args.segment_length} tokens -> {args.summary_length} vectors; "
@@ -95,7 +95,7 @@ def main() -> None:
         compress_s = time.perf_counter() - start
         embed = model.get_input_embeddings()
         with torch.inference_mode():
-            full = embed(torch.tensor([tok.bos_token_id, *context, *prompt[1:]], device=loaded.device))
+            full = embed(torch.tensor([*context, *prompt], device=loaded.device))
             lloco = build_decoder_inputs(model, summaries, prompt)
         times: dict[str, list[float]] = {"full": [], "lloco": []}
         for name, embeds in (("lloco", lloco), ("full", full)):

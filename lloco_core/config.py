@@ -66,4 +66,3 @@ class CompressConfig(CorpusConfig):
     device: Device = Field(default="auto", description="auto picks CUDA when present.")
     stored_dtype: StoredDtype = Field(default="auto", description="Dtype of stored summaries; auto = the compute dtype (float32 on CPU, bfloat16 on GPU).")
     revision: str | None = Field(default=None, description="Hub revision of the model, when it is a hub id.")
-    trust_remote_code: bool = Field(default=False, description="Never needed for AutoCompressor checkpoints; only set it for code you trust.")

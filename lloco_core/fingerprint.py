@@ -1,5 +1,6 @@
 """Content keys: the encoder key hashes the weights (not their path), so a copied checkpoint
-reuses its embeddings and a retrained one never does."""
+reuses its embeddings and a retrained one never does. Only the weight files that load (one layout:
+safetensors when a folder has both) are hashed, with the config and tokenizer files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-WEIGHT_FILES = (".safetensors", ".json", ".model")
+from lloco_core.model.checkpoint import WEIGHT_INDEXES, find_weight_files
+
+METADATA_SUFFIXES = (".json", ".model")  # config, tokenizer (tokenizer.json or SentencePiece)
+IGNORED_METADATA = frozenset({"generation_config.json"}) | WEIGHT_INDEXES
 CACHE_FILE = Path(os.environ.get("LLOCO_CACHE_DIR", Path.home() / ".cache" / "lloco")) / "file-hashes.json"
 
 
@@ -32,14 +36,21 @@ def _file_sha256(path: Path, cache: dict[str, str]) -> str:
     return cache[cache_key]
 
 
+def checkpoint_files(folder: str | Path) -> list[Path]:
+    """The files a loaded checkpoint depends on: the weight files of the layout that loads (with
+    its index) plus config and tokenizer files."""
+    folder = Path(folder)
+    metadata = [p for p in folder.iterdir() if p.suffix in METADATA_SUFFIXES and p.name not in IGNORED_METADATA]
+    return sorted({*metadata, *find_weight_files(folder).files})
+
+
 def checkpoint_fingerprint(folder: str | Path) -> str:
     """Hash of a checkpoint's weights, config and tokenizer files (sizes+mtimes cache the hashes)."""
-    folder = Path(folder)
+    files = checkpoint_files(folder)
     try:
         cache = json.loads(CACHE_FILE.read_text())
     except (OSError, ValueError):
         cache = {}
-    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_FILES and p.name != "generation_config.json")
     digest = stable_hash({p.name: _file_sha256(p, cache) for p in files}, 32)
     try:
         CACHE_FILE.parent.mkdir(parents=True, exist_ok=True)

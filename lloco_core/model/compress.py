@@ -8,7 +8,6 @@ at most one shard and a re-run continues where the last commit stopped.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +20,8 @@ import torch
 from lloco_core.config import CompressConfig
 from lloco_core.errors import InputError
 from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
-from lloco_core.model.autocompressor import DEFAULT_SEGMENT_LENGTH, LoadedCompressor, load_compressor, load_config, resolve_device
+from lloco_core.model.autocompressor import LoadedCompressor, check_checkpoint, load_compressor, load_config, model_segment_length, resolve_device
+from lloco_core.model.checkpoint import resolve_model_folder
 from lloco_core.model.segments import segment_document
 from lloco_core.model.summarize import summarize_documents
 from lloco_core.store.documents import DocumentRef, DocumentTable
@@ -29,16 +29,6 @@ from lloco_core.store.embeddings import EmbeddingStore, shard_schema, tensor_to_
 from lloco_core.store.storage import Store
 
 ENCODER_FORMAT = 1
-
-
-def resolve_model_folder(model: str, revision: str | None) -> str:
-    """A local folder for the checkpoint (a hub id resolves to its cached snapshot)."""
-    if os.path.isdir(os.path.expanduser(model)):
-        return os.path.expanduser(model)
-    load_config(model, revision)  # clear error for a missing path or a non-AutoCompressor
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(model, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"])
 
 
 @dataclass(frozen=True)
@@ -62,9 +52,10 @@ class EncoderSettings:
 
 
 def encoder_settings(config: CompressConfig) -> EncoderSettings:
-    """The encoder key without loading the model: config + weight hashes only."""
+    """The encoder key without loading the model: config + hashes of the weight files that load."""
     folder = resolve_model_folder(config.model, config.revision)
     model_config = load_config(folder)
+    check_checkpoint(folder, model_config)  # an incomplete checkpoint stops here, before any planning
     compute = "bfloat16" if resolve_device(config.device).type == "cuda" else "float32"
     return EncoderSettings(
         model_folder=folder,
@@ -72,7 +63,7 @@ def encoder_settings(config: CompressConfig) -> EncoderSettings:
         summary_length=int(model_config.summary_length),
         hidden_size=int(model_config.hidden_size),
         accumulate_summary=bool(getattr(model_config, "accumulate_summary", True)),
-        segment_length=config.segment_length or int(getattr(model_config, "segment_length", None) or DEFAULT_SEGMENT_LENGTH),
+        segment_length=config.segment_length if config.segment_length is not None else model_segment_length(model_config),
         compute_dtype=compute,
         stored_dtype=compute if config.stored_dtype == "auto" else config.stored_dtype,
     )
