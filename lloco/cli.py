@@ -38,6 +38,13 @@ EXIT_INTERRUPTED = 130
 OUTPUT_OPTIONS = ("verbose", "debug", "progress")
 
 
+class GaveUp(Exception):
+    """A storage error that outlasted every retry; the cause is the last error."""
+
+    def __init__(self, retries: int, seconds: float) -> None:
+        super().__init__(f"gave up after {retries} retries over {seconds:.0f} s")
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """Usage errors as one line (exit 2) that points at --help, instead of usage + error."""
 
@@ -130,6 +137,8 @@ def report_error(command: str, error: BaseException, parser: argparse.ArgumentPa
         message, status = "interrupted", EXIT_INTERRUPTED
     elif isinstance(error, ValidationError):
         message, status = validation_message(error, parser), EXIT_INPUT
+    elif isinstance(error, GaveUp) and error.__cause__ is not None:
+        message, status = f"storage error, {error}: {type(error.__cause__).__name__}: {error.__cause__}", EXIT_INPUT
     elif isinstance(error, LlocoError):
         message, status = f"error: {error}", EXIT_INPUT
     elif _is_storage_error(error):
@@ -189,13 +198,22 @@ def _run(args: argparse.Namespace, module: ModuleType) -> dict[str, Any]:
         return handler(args)
     from lloco_core.store.retry import RETRY_DELAYS_S, call_with_retries
 
+    retries: list[int] = []
+    started = time.monotonic()
+
     def announce(error: BaseException, attempt: int, delay: float) -> None:
+        retries.append(attempt)
         print(
             f"lloco {args.command}: storage error ({type(error).__name__}: {_one_line(error)[:200]}); retry {attempt}/{len(RETRY_DELAYS_S)} in {delay:.1f} s",
             file=sys.stderr, flush=True,
         )
 
-    return call_with_retries(lambda: handler(args), on_retry=announce)
+    try:
+        return call_with_retries(lambda: handler(args), on_retry=announce)
+    except Exception as error:
+        if retries and _is_storage_error(error):
+            raise GaveUp(len(retries), time.monotonic() - started) from error
+        raise
 
 
 def human_line(module: ModuleType, command: str, result: dict[str, Any], seconds: float) -> str:

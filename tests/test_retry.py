@@ -120,6 +120,20 @@ def test_loop_retries_transient_errors_only() -> None:
         call_with_retries(lambda: (_ for _ in ()).throw(refused()), delays=[0.0, 0.0])
 
 
+def test_a_storage_error_that_outlasts_the_retries_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from lloco.cli import GaveUp, report_error
+
+    try:
+        try:
+            raise refused()
+        except ConnectionRefusedError as last:
+            raise GaveUp(4, 31.2) from last
+    except GaveUp as error:
+        assert report_error("export", error, None, debug=False) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("lloco export: storage error, gave up after 4 retries over 31 s: ConnectionRefusedError: "), err
+
+
 def test_delays_cover_an_eight_second_outage_even_at_the_low_jitter_bound() -> None:
     delays = retry_delays()
     assert len(delays) == len(RETRY_DELAYS_S)

@@ -102,3 +102,16 @@ def test_storage_outage_that_heals_within_the_retry_window_succeeds(prefect_api:
         assert outcome["result"]["documents_added"] == 3
         run, _ = task_run(prefect_api, outcome["task_run_id"])
         assert run["run_count"] >= 2, "the first attempt met the outage"
+
+
+def test_finetune_child_exit_status_maps_to_the_policy() -> None:
+    """The finetune task runs a child process: its exit status says whether to retry."""
+    from lloco_core.errors import InputError
+    from lloco_core.store.retry import EX_TEMPFAIL, is_transient
+    from tasks.finetune import child_error
+
+    bad = child_error(2, ["loading...\n", "finetune: error: QA file q.jsonl: line 3 has no question\n"])
+    assert isinstance(bad, InputError) and str(bad) == "QA file q.jsonl: line 3 has no question" and not is_transient(bad)
+    assert is_transient(child_error(EX_TEMPFAIL, ["finetune: storage error (transient): EndpointConnectionError: ...\n"]))
+    crash = child_error(1, ["Traceback ...\n", "RuntimeError: boom\n"])
+    assert isinstance(crash, RuntimeError) and not is_transient(crash)
