@@ -66,7 +66,8 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     Defaults are suppressed so `lloco --debug ask …` and `lloco ask --debug …` both work."""
     taken = parser._option_string_actions
     if "--verbose" not in taken:
-        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show third-party warnings and logs (default: off)")
+        flags = [f for f in ("-v", "--verbose") if f not in taken]
+        parser.add_argument(*flags, action="store_true", default=argparse.SUPPRESS, help="show third-party warnings and logs (default: off)")
     if "--debug" not in taken:
         parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="--verbose, plus debug logs and a traceback on errors (default: off)")
     if "--progress" not in taken:
@@ -177,7 +178,10 @@ class CreatedFolders:
             if not os.path.isdir(top) or any(files for _, _, files in os.walk(top)):
                 continue
             for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
-                os.rmdir(folder)
+                try:
+                    os.rmdir(folder)  # only ever an empty folder: a file written meanwhile keeps it
+                except OSError:
+                    break
 
 
 def _paths_created_by(args: argparse.Namespace) -> list[str]:
