@@ -179,3 +179,6 @@ def test_cli_command_survives_an_eight_second_s3_outage(tmp_path: Path) -> None:
         assert proc.returncode == 0, first_retry + err
         assert "Traceback" not in err, err
         assert json.loads(out.strip().splitlines()[-1])["documents_added"] == 1
+        status = subprocess.run(lloco("status", "--root", root), env=env, capture_output=True, text=True, timeout=120)
+        assert status.returncode == 0, status.stderr
+        assert [(c["corpus"], c["documents"]) for c in json.loads(status.stdout.strip().splitlines()[-1])["corpora"]] == [("c", 4)]

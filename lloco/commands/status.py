@@ -1,18 +1,21 @@
 """lloco status [--corpus NAME] [--root URL]: what a store holds, read-only.
 
 Per corpus: documents (current versions), compressed documents per encoder key and what is still
-pending under each (new or changed documents), documents no encoder has compressed, finished adapters with their keys and finish times, unfinished training runs, and
-evaluations with their scores. Everything comes from commit records and small JSON files through
-the store APIs; no Parquet data is read and nothing is written or created.
+pending under each (new or changed documents), documents no encoder has compressed, finished
+adapters with their keys and finish times, unfinished training runs, and evaluations with their
+scores. Everything comes from commit records and small JSON files through the store APIs; no
+Parquet data is read and nothing is written or created (a missing root is an error, not a new
+folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import os
 from typing import Any
 
-from lloco_core.config import NAME_PATTERN, StoreConfig, check_name
+from lloco_core.config import NAME_PATTERN, CorpusConfig, StoreConfig
 
 from ._options import add_store_options, config_values
 
@@ -114,25 +117,16 @@ def corpus_status(store: Any, corpus: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    config = StoreConfig(**config_values(args, StoreConfig))
-    if args.corpus is not None:
-        check_name(args.corpus, "corpus")
+    config = CorpusConfig(**config_values(args, CorpusConfig)) if args.corpus is not None else StoreConfig(**config_values(args, StoreConfig))
     from lloco_core.errors import InputError
-    from lloco_core.store.storage import Store, storage_options_for
+    from lloco_core.store.storage import Store
 
-    if "://" not in config.root or config.root.startswith("file://"):
-        import os
-
-        local = os.path.expanduser(config.root.removeprefix("file://"))
-        if not os.path.isdir(local):
-            raise InputError(f"no store at {config.root!r}: the folder does not exist (give --root or set $LLOCO_ROOT)")
-    else:
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(config.root, **storage_options_for(config.root, config.endpoint_url))
-        if not fs.exists(path):
-            raise InputError(f"no store at {config.root!r}: nothing is stored under that URL")
+    local = None if "://" in config.root and not config.root.startswith("file://") else os.path.expanduser(config.root.removeprefix("file://"))
+    if local is not None and not os.path.isdir(local):  # checked first: a local Store would create it
+        raise InputError(f"no store at {config.root!r}: the folder does not exist (give --root or set $LLOCO_ROOT)")
     store = Store.from_config(config)
+    if local is None and not store.exists(store.root):
+        raise InputError(f"no store at {config.root!r}: nothing is stored under that URL")
     names = corpus_names(store)
     if args.corpus is not None:
         if args.corpus not in names:
