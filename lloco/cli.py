@@ -100,10 +100,10 @@ def _one_line(text: object) -> str:
 
 
 def option_name(parser: argparse.ArgumentParser | None, field: str) -> str:
-    """How the user spelled a config field: its flag (--segment-length) or positional (QUESTION)."""
+    """How the user spelled a config field: its flag (--segment-length) or positional (question)."""
     for action in parser._actions if parser else []:
         if action.dest == field:
-            return action.option_strings[-1] if action.option_strings else str(action.metavar or field)
+            return action.option_strings[-1] if action.option_strings else str(action.metavar or field).lower()
     return field
 
 
