@@ -140,8 +140,13 @@ def plan_batches(lengths: list[list[int]], settings: EncoderSettings, batch_size
     return batches
 
 
+BatchProgress = Callable[[int, int], None]
+"""`on_batch(documents, tokens)`: called after each forward pass with what it encoded."""
+
+
 def compress_shard(
-    store: Store, corpus: str, settings: EncoderSettings, shard: ShardPlan, compressor: LoadedCompressor, batch_size: int, batch_positions: int | None = None
+    store: Store, corpus: str, settings: EncoderSettings, shard: ShardPlan, compressor: LoadedCompressor, batch_size: int, batch_positions: int | None = None,
+    on_batch: BatchProgress | None = None,
 ) -> ShardResult:
     """Encode one shard's documents in batches of similar length, write the shard, commit it."""
     started = time.perf_counter()
@@ -158,6 +163,8 @@ def compress_shard(
         for batch in plan_batches([[len(t) for t in doc] for doc in token_ids], settings, batch_size, batch_positions):
             outs = summarize_documents(compressor.model, [token_ids[d] for d in batch], settings.accumulate_summary)
             summaries.update({shard.documents[d].doc_id: out for d, out in zip(batch, outs)})
+            if on_batch is not None:
+                on_batch(len(batch), sum(len(t) for d in batch for t in token_ids[d]))
     rows: dict[str, list[Any]] = {k: [] for k in ("doc_id", "doc_sha256", "segment_index", "token_start", "token_end", "text")}
     for ref in shard.documents:
         for seg in segmented[ref.doc_id]:
@@ -212,17 +219,23 @@ def cached_compressor(settings: EncoderSettings, device: str) -> LoadedCompresso
         return _compressors[key]
 
 
-def compress(config: CompressConfig, on_shard: Callable[[int, int, ShardResult], None] | None = None) -> CompressSummary:
-    """Compress every uncompressed document of the corpus; returns what was done."""
+def compress(
+    config: CompressConfig, on_shard: Callable[[int, int, ShardResult], None] | None = None, on_plan: Callable[[CompressPlan], None] | None = None,
+    on_batch: BatchProgress | None = None,
+) -> CompressSummary:
+    """Compress every uncompressed document of the corpus; returns what was done. Callbacks report
+    progress: the plan once, then each forward pass (`on_batch`) and each committed shard."""
     started = time.perf_counter()
     store = Store.from_config(config)
     settings = encoder_settings(config)
     plan = plan_compress(store, config.corpus, settings, config.shard_size)
     summary = CompressSummary(config.corpus, plan.encoder_key, plan.store, documents_skipped=plan.documents_skipped)
+    if on_plan is not None:
+        on_plan(plan)
     if plan.shards:
         compressor = cached_compressor(settings, config.device)
         for done, shard in enumerate(plan.shards, start=1):
-            result = compress_shard(store, config.corpus, settings, shard, compressor, config.batch_size, config.batch_positions)
+            result = compress_shard(store, config.corpus, settings, shard, compressor, config.batch_size, config.batch_positions, on_batch)
             summary.add(result)
             if on_shard is not None:
                 on_shard(done, len(plan.shards), result)
