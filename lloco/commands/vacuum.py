@@ -11,15 +11,20 @@ from typing import Any
 
 from lloco_core.config import CorpusConfig
 
-from ._options import add_store_options, store_fields
+from ._options import add_store_options, config_values
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from lloco_core.store.storage import Store
     from lloco_core.store.vacuum import parse_duration, vacuum
 
-    config = CorpusConfig(**store_fields(args))
+    config = CorpusConfig(**config_values(args, CorpusConfig))
     return vacuum(Store.from_config(config), config.corpus, parse_duration(args.older_than), args.dry_run).as_dict()
+
+
+def describe(result: dict[str, Any]) -> str:
+    verb = "would remove" if result["dry_run"] else "removed"
+    return f"{verb} {result['files_removed']} file(s) older than {result['older_than_s']:.0f} s; kept {result['kept_young']} younger"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,15 +11,21 @@ from typing import Any
 
 from lloco_core.config import CorpusConfig
 
-from ._options import add_store_options, store_fields
+from ._options import add_store_options, config_values
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from lloco_core.store.storage import Store
     from lloco_core.store.verify import verify
 
-    config = CorpusConfig(**store_fields(args))
+    config = CorpusConfig(**config_values(args, CorpusConfig))
     return verify(Store.from_config(config), config.corpus, repair=args.repair).as_dict()
+
+
+def describe(result: dict[str, Any]) -> str:
+    problems = [f"{f['path']}: {f['problem']}" + (f" ({f['repair']})" if "repair" in f else "") for f in result["files"] if f["status"] != "ok"]
+    head = f"{result['checked']} files checked, {result['problems']} problem(s), {result['repaired']} repaired"
+    return head + "".join(f"\n  {line}" for line in problems)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

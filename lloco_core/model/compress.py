@@ -147,6 +147,10 @@ def plan_batches(lengths: list[list[int]], settings: EncoderSettings, batch_size
     return batches
 
 
+BatchProgress = Callable[[int, int], None]
+"""`on_batch(documents, tokens)`: called after each forward pass with what it encoded."""
+
+
 def compress_shard(
     store: Store,
     corpus: str,
@@ -155,6 +159,7 @@ def compress_shard(
     compressor: LoadedCompressor,
     batch_size: int,
     batch_positions: int | None = None,
+    on_batch: BatchProgress | None = None,
     leases: Leases | None = None,
     seen: dict[str, Record] | None = None,
 ) -> ShardResult:
@@ -180,7 +185,7 @@ def compress_shard(
         return ShardResult(shard.name, others, 0, 0, 0.0, already_committed=True, deferred=deferred)
     documents = DocumentTable(store, corpus)
     with leases.held(lease, name, claimed):
-        result = _encode_and_commit(embeddings, documents, settings, refs, compressor, batch_size, batch_positions, deferred, started)
+        result = _encode_and_commit(embeddings, documents, settings, refs, compressor, batch_size, batch_positions, on_batch, deferred, started)
     if len(view.records) + 1 >= COMPACT_RECORDS:  # the flow's shard tasks compact too, not only `compress`
         compact_embeddings_if_needed(embeddings, documents)
     return result
@@ -194,6 +199,7 @@ def _encode_and_commit(
     compressor: LoadedCompressor,
     batch_size: int,
     batch_positions: int | None,
+    on_batch: BatchProgress | None,
     deferred: list[DocumentRef],
     started: float,
 ) -> ShardResult:
@@ -213,6 +219,8 @@ def _encode_and_commit(
         for batch in plan_batches([[len(t) for t in doc] for doc in token_ids], settings, batch_size, batch_positions):
             outs = summarize_documents(compressor.model, [token_ids[d] for d in batch], settings.accumulate_summary)
             summaries.update({refs[d].doc_id: out for d, out in zip(batch, outs)})
+            if on_batch is not None:
+                on_batch(len(batch), sum(len(t) for d in batch for t in token_ids[d]))
     rows: dict[str, list[Any]] = {k: [] for k in ("doc_id", "doc_sha256", "segment_index", "token_start", "token_end", "text")}
     for ref in refs:
         for seg in segmented[ref.doc_id]:
@@ -272,8 +280,12 @@ def cached_compressor(settings: EncoderSettings, device: str) -> LoadedCompresso
         return _compressors[key]
 
 
-def compress(config: CompressConfig, on_shard: Callable[[int, int, ShardResult], None] | None = None) -> CompressSummary:
-    """Compress every uncompressed document of the corpus; returns what was done.
+def compress(
+    config: CompressConfig, on_shard: Callable[[int, int, ShardResult], None] | None = None, on_plan: Callable[[CompressPlan], None] | None = None,
+    on_batch: BatchProgress | None = None,
+) -> CompressSummary:
+    """Compress every uncompressed document of the corpus; returns what was done. Callbacks report
+    progress: the plan once, then each forward pass (`on_batch`) and each committed shard.
 
     Documents another run is compressing at the same time are waited for, not encoded twice; the
     commit log is compacted into a snapshot by the shard writers every `COMPACT_RECORDS` records."""
@@ -282,6 +294,8 @@ def compress(config: CompressConfig, on_shard: Callable[[int, int, ShardResult],
     settings = encoder_settings(config)
     plan = plan_compress(store, config.corpus, settings, config.shard_size)
     summary = CompressSummary(config.corpus, plan.encoder_key, plan.store, documents_skipped=plan.documents_skipped, planning=plan.planning, problems=list(plan.problems))
+    if on_plan is not None:
+        on_plan(plan)
     embeddings, documents = EmbeddingStore(store, config.corpus, settings.key), DocumentTable(store, config.corpus)
     leases, seen = Leases(store, embeddings.log.prefix), {}
     shards, done, total = plan.shards, 0, len(plan.shards)
@@ -289,7 +303,7 @@ def compress(config: CompressConfig, on_shard: Callable[[int, int, ShardResult],
         deferred: list[DocumentRef] = []
         for shard in shards:
             compressor = cached_compressor(settings, config.device)
-            result = compress_shard(store, config.corpus, settings, shard, compressor, config.batch_size, config.batch_positions, leases, seen)
+            result = compress_shard(store, config.corpus, settings, shard, compressor, config.batch_size, config.batch_positions, on_batch, leases, seen)
             summary.add(result)
             deferred += result.deferred
             done += 1

@@ -347,13 +347,22 @@ def config_from_args(argv: list[str] | None = None) -> FinetuneConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 2 on bad input, EX_TEMPFAIL (75) on a storage or network error worth retrying."""
     from pydantic import ValidationError
+
+    from lloco_core.errors import LlocoError
+    from lloco_core.store.retry import EX_TEMPFAIL, is_transient
 
     try:
         result = finetune(config_from_args(argv), on_progress=_progress_to_stderr)
-    except (InputError, ValidationError) as err:
+    except (LlocoError, ValidationError) as err:  # bad input, untrusted store content: retrying cannot help
         print(f"finetune: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if not is_transient(err):
+            raise
+        print(f"finetune: storage error (transient): {type(err).__name__}: {err}", file=sys.stderr)
+        return EX_TEMPFAIL
     import os
 
     if os.environ.get("RANK", "0") == "0":
