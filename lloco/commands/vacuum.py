@@ -9,17 +9,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lloco_core.config import CorpusConfig
+from lloco_core.config import VacuumConfig
 
-from ._options import add_store_options, config_values
+from ._options import add_config_options, add_store_options, config_values
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    config = VacuumConfig(**config_values(args, VacuumConfig))
     from lloco_core.store.storage import Store
     from lloco_core.store.vacuum import parse_duration, vacuum
 
-    config = CorpusConfig(**config_values(args, CorpusConfig))
-    return vacuum(Store.from_config(config), config.corpus, parse_duration(args.older_than), args.dry_run).as_dict()
+    return vacuum(Store.from_config(config), config.corpus, parse_duration(config.older_than), config.dry_run).as_dict()
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -30,6 +30,5 @@ def describe(result: dict[str, Any]) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("vacuum", help="remove temporary and unreferenced files older than a grace period")
     add_store_options(parser)
-    parser.add_argument("--older-than", dest="older_than", default="1h", help="grace period: only files older than this go (e.g. 30m, 1h, 2d; default 1h)")
-    parser.add_argument("--dry-run", dest="dry_run", action="store_true", help="list what would be removed, remove nothing")
+    add_config_options(parser, VacuumConfig, ["older_than", "dry_run"])
     parser.set_defaults(handler=run)

@@ -9,17 +9,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lloco_core.config import CorpusConfig
+from lloco_core.config import VerifyConfig
 
-from ._options import add_store_options, config_values
+from ._options import add_config_options, add_store_options, config_values
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    config = VerifyConfig(**config_values(args, VerifyConfig))
     from lloco_core.store.storage import Store
     from lloco_core.store.verify import verify
 
-    config = CorpusConfig(**config_values(args, CorpusConfig))
-    return verify(Store.from_config(config), config.corpus, repair=args.repair).as_dict()
+    return verify(Store.from_config(config), config.corpus, repair=config.repair).as_dict()
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -31,5 +31,5 @@ def describe(result: dict[str, Any]) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("verify", help="check every committed file of a corpus against its checksum (exit 1 on problems)")
     add_store_options(parser)
-    parser.add_argument("--repair", action="store_true", help="quarantine what is bad and record it, so the next compress/ingest/finetune restores it")
+    add_config_options(parser, VerifyConfig, ["repair"])
     parser.set_defaults(handler=run)
