@@ -76,7 +76,7 @@ def adapter_status(store: Any, corpus: str) -> tuple[list[dict[str, Any]], list[
     for key in _subfolders(store, store.path(corpus, "adapters")):
         if key in done:
             continue
-        checkpoint = AdapterStore(store, corpus, key).newest_checkpoint()
+        checkpoint = AdapterStore(store, corpus, key).checkpoints.newest()
         running.append({"adapter_key": key, "checkpoint_step": checkpoint["step"] if checkpoint else None})
     return finished, running
 
