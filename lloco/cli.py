@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         print(human_line(module, args.command, result, time.monotonic() - started), flush=True)
     sys.stdout.flush()
     print(json.dumps(result, default=str), flush=True)
-    return 0
+    return int(result.get("exit_status", 0)) if isinstance(result, dict) else 0  # e.g. verify: 1 = problems found
 
 
 if __name__ == "__main__":
