@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from lloco_core.errors import InputError, StoreError
 from lloco_core.store.datalog import DataLog, LogState
@@ -24,16 +23,16 @@ from lloco_core.store.documents import DocumentRef, DocumentTable
 from lloco_core.store.records import FileSum, Problem, ShardRecord, shard_digest
 from lloco_core.store.storage import Store
 
+if TYPE_CHECKING:  # torch loads only where tensors are made: `lloco status`/`verify` never need it
+    import torch
+
 SHARD_CACHE = 8
-STORED_DTYPES: dict[str, tuple[torch.dtype, pa.DataType]] = {
-    "float32": (torch.float32, pa.float32()),
-    "float16": (torch.float16, pa.float16()),
-    "bfloat16": (torch.bfloat16, pa.uint16()),
-}
+STORED_DTYPES: dict[str, pa.DataType] = {"float32": pa.float32(), "float16": pa.float16(), "bfloat16": pa.uint16()}
+"""Stored dtype name -> Parquet value type (bfloat16 as its raw bits)."""
 
 
 def shard_schema(summary_length: int, hidden_size: int, dtype: str, encoder_key: str, segment_length: int) -> pa.Schema:
-    value_type = STORED_DTYPES[dtype][1]
+    value_type = STORED_DTYPES[dtype]
     return pa.schema(
         [
             ("doc_id", pa.string()),
@@ -56,7 +55,9 @@ def shard_schema(summary_length: int, hidden_size: int, dtype: str, encoder_key:
 
 def tensor_to_arrow(summaries: torch.Tensor, dtype: str) -> pa.FixedSizeListArray:
     """[n, S, H] -> n fixed-size lists of S*H values in the stored dtype."""
-    torch_dtype, _ = STORED_DTYPES[dtype]
+    import torch
+
+    torch_dtype = getattr(torch, dtype)
     flat = summaries.detach().to("cpu", torch_dtype).reshape(summaries.shape[0], -1).contiguous()
     if dtype == "bfloat16":
         values = flat.view(torch.int16).numpy().view(np.uint16).reshape(-1)
@@ -67,6 +68,8 @@ def tensor_to_arrow(summaries: torch.Tensor, dtype: str) -> pa.FixedSizeListArra
 
 def arrow_to_tensor(column: pa.ChunkedArray | pa.FixedSizeListArray, dtype: str, summary_length: int, hidden_size: int) -> torch.Tensor:
     """Inverse of `tensor_to_arrow`: n fixed-size lists -> [n, S, H] in the stored dtype."""
+    import torch
+
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     values = column.flatten().to_numpy(zero_copy_only=False)

@@ -30,11 +30,18 @@ from lloco_core.store.records import SEGMENT
 TMP_PREFIX = ".tmp-"
 
 
+S3_CLIENT_CONFIG: dict[str, Any] = {"retries": {"max_attempts": 2, "mode": "standard"}, "connect_timeout": 10}
+"""botocore's own retries kept short (measured: an unreachable endpoint took ~7.5 s per call with
+its defaults, and those multiplied with lloco's retry policy, store/retry.py, to ~85 s before a
+command gave up; now ~1.6 s per call): transient errors are retried by that one policy."""
+
+
 def storage_options_for(url: str, endpoint_url: str | None = None) -> dict[str, Any]:
     """fsspec options for a URL: S3 endpoint from config or $AWS_ENDPOINT_URL; keys from the environment."""
     if url.startswith(("s3://", "s3a://")):
         endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-        return {"endpoint_url": endpoint} if endpoint else {}
+        options: dict[str, Any] = {"config_kwargs": S3_CLIENT_CONFIG}
+        return {**options, "endpoint_url": endpoint} if endpoint else options
     return {}
 
 

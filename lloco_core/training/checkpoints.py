@@ -36,7 +36,6 @@ from lloco_core.store.records import (
     check_relative,
 )
 from lloco_core.store.storage import SEGMENT, Store
-from lloco_core.training.tensor_tree import read_header
 
 FINISHED = "adapter"
 LOCAL_SUFFIX = ".pt"  # DeepSpeed's file names; in the store they say what they hold
@@ -80,6 +79,8 @@ class CheckpointStore:
         Every file must already be pickle-free: a DeepSpeed path that bypassed the safetensors
         engine would fail here, before anything unsafe reaches the store.
         """
+        from lloco_core.training.tensor_tree import read_header  # torch: only training needs it, not `lloco status`
+
         names = []
         for path in sorted(local_tag_dir.iterdir()):
             if path.is_file() and not path.is_symlink():
@@ -116,6 +117,8 @@ class CheckpointStore:
         target = local_dir / step_tag(step)
         target.mkdir(parents=True, exist_ok=True)
         problems = []
+        from lloco_core.training.tensor_tree import read_header
+
         for name in files:
             if not isinstance(name, str) or not SEGMENT.match(name) or not name.endswith(STORED_SUFFIX):
                 problems.append(f"{where}: checkpoint file name {name!r} is not allowed")
