@@ -3,18 +3,18 @@ runner (threads or Dask), and the GPU concurrency slot.
 
 Results live under `<root>/_prefect/results` (a name no corpus can take), so the cache records that
 make a UI retry a no-op travel with the store: the same local folder or S3 prefix, whichever worker
-runs the retry.
+runs the retry. They are strict JSON, in storage that refuses any other record before Prefect
+decodes it (tasks/_results.py): a record planted in the bucket can never run code.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import Flow
-from prefect.filesystems import RemoteFileSystem, WritableFileSystem
+from prefect.filesystems import WritableFileSystem
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
@@ -23,12 +23,43 @@ from lloco_core.config import NAME_PATTERN, CompressConfig, StoreConfig
 from lloco_core.fingerprint import stable_hash
 from lloco_core.model.autocompressor import resolve_device
 from lloco_core.store.storage import Store
+from tasks._results import ResultsLocalFileSystem, ResultsRemoteFileSystem, StrictJSONSerializer
 
 GPU_LIMIT = "gpu"
 """Global concurrency limit held by every GPU stage; `lloco serve` creates it with one slot per GPU."""
 
 CORPUS_PATTERN = NAME_PATTERN.pattern
 """The corpus-name rule as a JSON-schema pattern, so the server itself rejects a bad name."""
+
+
+def plain_optional_inputs(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Shape a form model's JSON schema for the Prefect UI.
+
+    - An optional field (`X | None`, default None) becomes a plain optional input of type X: the
+      UI drew `anyOf [X, null]` as a `X | None` toggle reading "Property is type None". The
+      server still accepts null or absence for it (Prefect's validator allows null in a field
+      that is not required and has no default), and pydantic fills in None.
+    - A list field with a default factory shows its default (pydantic leaves factories out of
+      the schema, so `systems` read "No items selected" although the default is all five).
+    """
+    properties: dict[str, dict[str, Any]] = schema.get("properties", {})
+    for name, prop in properties.items():
+        options = prop.get("anyOf", [])
+        plain = [o for o in options if o != {"type": "null"}]
+        if len(options) == 2 and len(plain) == 1 and "$ref" not in plain[0]:
+            del prop["anyOf"]
+            prop.update(plain[0])
+            if "default" in prop and prop["default"] is None:
+                del prop["default"]
+    for name, field in model.model_fields.items():
+        if name in properties and field.default_factory is not None and "default" not in properties[name]:
+            value = field.default_factory()  # type: ignore[call-arg]
+            if isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value):
+                properties[name]["default"] = value
+
+
+FORM = ConfigDict(extra="forbid", json_schema_extra=plain_optional_inputs)
+"""model_config of every form model (the parameters a deployment's UI form renders)."""
 
 
 def field_of(model: type[BaseModel], name: str) -> Any:
@@ -40,7 +71,7 @@ def field_of(model: type[BaseModel], name: str) -> Any:
 class CompressOptions(BaseModel):
     """The compress settings a form shows; store, corpus and model come from the enclosing form."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     segment_length: int | None = field_of(CompressConfig, "segment_length")
     shard_size: int = field_of(CompressConfig, "shard_size")
@@ -56,24 +87,23 @@ class CompressOptions(BaseModel):
 class ScaleOptions(BaseModel):
     """Where shard tasks run: threads in the flow's process, or a Dask cluster (local or remote)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     task_runner: Literal["threads", "dask"] = Field(default="threads", description="threads: one process (one GPU). dask: spread shard tasks over Dask workers.")
     dask_address: str | None = Field(default=None, description="Scheduler address (tcp://host:8786) of an existing Dask cluster; empty = start a local cluster for this run.")
     dask_workers: int = Field(default=2, ge=1, le=1024, description="Worker processes of the local Dask cluster (one per GPU on a GPU node).")
 
 
-def result_storage(store: StoreConfig) -> Path | WritableFileSystem:
+def result_storage(store: StoreConfig) -> WritableFileSystem:
     """Prefect result storage under the store root: a local folder, or any fsspec URL (S3).
 
-    A flow's remote storage must be a saved block: it is saved under a name derived from the URL
+    A flow's storage must be a saved block: it is saved under a name derived from the URL
     (endpoint only; keys stay in the worker's environment), so every run of that root shares it.
+    The block reads only records that `tasks._results.check_record` accepts.
     """
     s = Store.from_config(store)
     base = s.uri(s.path("_prefect", "results"))
-    if s.is_local:
-        return Path(base)
-    block = RemoteFileSystem(basepath=base, settings=dict(s.options))
+    block: WritableFileSystem = ResultsLocalFileSystem(basepath=base) if s.is_local else ResultsRemoteFileSystem(basepath=base, settings=dict(s.options))
     block.save("lloco-results-" + stable_hash({"base": base, **s.options}), overwrite=True)
     return block
 
@@ -91,7 +121,7 @@ def task_runner(scale: ScaleOptions) -> TaskRunner[Any]:
 
 def configured(flow: Flow[Any, Any], store: StoreConfig, scale: ScaleOptions | None = None) -> Flow[Any, Any]:
     """`flow` with results persisted under the root and the chosen task runner."""
-    options: dict[str, Any] = {"result_storage": result_storage(store), "persist_result": True}
+    options: dict[str, Any] = {"result_storage": result_storage(store), "result_serializer": StrictJSONSerializer(), "persist_result": True}
     if scale is not None:
         options["task_runner"] = task_runner(scale)
     return flow.with_options(**options)

@@ -22,14 +22,14 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from lloco_core.config import IngestConfig, StoreConfig
 from lloco_core.qa.config import EvaluateConfig
 from lloco_core.training.compressor_config import CompressorConfig
 from lloco_core.training.finetune import FinetuneConfig
 
-from ._runtime import CORPUS_PATTERN, CompressOptions, ScaleOptions, configured, field_of, gpu_slot
+from ._runtime import CORPUS_PATTERN, FORM, CompressOptions, ScaleOptions, configured, field_of, gpu_slot
 from .compress import artifact_key, compress_flow
 from .evaluate import evaluate_flow, system_rows
 from .finetune import FinetuneFlowConfig, finetune_flow
@@ -40,7 +40,7 @@ from .train_compressor import CompressorFlowConfig, train_compressor_flow
 class PipelineStages(BaseModel):
     """Which stages run; a switched-off stage is skipped, later ones read what the store holds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     ingest: bool = Field(default=True, description="Add the sources' new and changed documents.")
     train_compressor: bool = Field(default=False, description="First train an AutoCompressor from `model` (a base LLaMA model) on the corpus; later stages use the trained checkpoint.")
@@ -52,7 +52,7 @@ class PipelineStages(BaseModel):
 class FinetuneOptions(BaseModel):
     """The finetune settings a form shows (paper defaults); the rest keep FinetuneConfig's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     qa: str | None = Field(default=None, description="QA JSONL for this corpus (id, doc_id, question, answers); empty = no finetune.")
     holdout: float = field_of(FinetuneConfig, "holdout")
@@ -73,7 +73,7 @@ class FinetuneOptions(BaseModel):
 class TrainCompressorOptions(BaseModel):
     """The compressor-training settings a form shows (train_compressor stage); the rest keep CompressorConfig's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     qa: str | None = field_of(CompressorConfig, "qa")
     summary_length: int | None = field_of(CompressorConfig, "summary_length")
@@ -98,7 +98,7 @@ class TrainCompressorOptions(BaseModel):
 class EvaluateOptions(BaseModel):
     """The evaluation settings a form shows; the adapter is the one the finetune stage produced."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     eval_set: str | None = Field(default=None, description="Eval JSONL (LongBench/QuALITY file or a corpus QA file); empty = the questions finetune held out of finetune.qa.")
     limit: int | None = field_of(EvaluateConfig, "limit")
@@ -112,6 +112,8 @@ class EvaluateOptions(BaseModel):
 
 class CorpusJob(StoreConfig):
     """One corpus: where its documents come from, which compressor encodes them, how shards run."""
+
+    model_config = FORM
 
     corpus: str = Field(pattern=CORPUS_PATTERN, description="Corpus name: letters, digits, '.', '_' or '-' (one path segment).")
     sources: list[str] = Field(default_factory=list, description="Folders of .txt/.md, .jsonl or .parquet files, or fsspec URLs, ingested in order.")

@@ -9,10 +9,8 @@ curve becomes a table artifact.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-import subprocess
 import sys
 from typing import Any
 
@@ -21,10 +19,9 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 
 from lloco_core.training.compressor import materialized_folder, plan_compressor
 from lloco_core.training.compressor_config import CompressorConfig
-from lloco_core.training.engine import child_environment
 
 from ._caching import STORAGE_RETRIES, CommittedOutput
-from .finetune import artifact_key
+from ._training import artifact_key, run_training_child
 
 
 def compressor_command(config: CompressorConfig, launcher: str | None = None) -> list[str]:
@@ -51,23 +48,7 @@ def train_compressor_task(config: CompressorConfig, launcher: str | None = None)
     """Train (or reuse) a compressor in a subprocess; returns its summary with the local `checkpoint` folder."""
     logger = get_run_logger()
     progress = create_progress_artifact(0.0, key=artifact_key("train-compressor", config.corpus), description=f"Compressor training steps on {config.corpus}")
-    proc = subprocess.Popen(compressor_command(config, launcher), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**child_environment(), "TOKENIZERS_PARALLELISM": "false"})
-    errors: list[str] = []
-    assert proc.stderr is not None and proc.stdout is not None
-    for line in proc.stderr:
-        if line.startswith("lloco-progress "):
-            event = json.loads(line.removeprefix("lloco-progress "))
-            if event["event"] == "step":
-                update_progress_artifact(progress, 100.0 * event["step"] / event["total_steps"])
-            else:
-                logger.info("checkpoint committed at step %s: %s", event["step"], event["uri"])
-        else:
-            errors.append(line)
-            errors[:] = errors[-40:]
-    out = proc.stdout.read()
-    if proc.wait() != 0:
-        raise RuntimeError(f"train-compressor exited with {proc.returncode}:\n{''.join(errors)}")
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = run_training_child(compressor_command(config, launcher), progress, logger, "train-compressor")
     update_progress_artifact(progress, 100.0)
     run = plan_compressor(config).run
     curve = run.store.read_json(f"{run.prefix}/loss.json")

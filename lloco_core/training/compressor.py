@@ -40,7 +40,7 @@ from lloco_core.qa.prompts import PromptSet, default_prompts
 from lloco_core.store.documents import DocumentRef, DocumentTable
 from lloco_core.store.storage import Store
 from lloco_core.training import engine as ds
-from lloco_core.training.checkpoints import CompressorStore, resume_checkpoint, save_checkpoint
+from lloco_core.training.checkpoints import CompressorStore, read_checked
 from lloco_core.training.compressor_config import CompressorConfig
 
 COMPRESSOR_FORMAT = 1
@@ -225,12 +225,15 @@ def materialize(run: CompressorStore, out: str | None) -> str:
     if target == remote:
         return target
     folder = Path(target)
-    names = [p.rsplit("/", 1)[-1] for p in run.store.list(remote)]
+    record = run.record()
+    sums = record.sums() if record is not None else {}
+    inside = f"{run.checkpoint_folder}/"
     folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        tmp = folder / f".tmp-{name}"
-        run.store.fs.get(f"{remote}/{name}", str(tmp))
-        tmp.replace(folder / name)
+    for name, expected in sorted(sums.items()):  # only the files the commit record names, each checked by its bytes
+        if name.startswith(inside):
+            tmp = folder / f".tmp-{name.removeprefix(inside)}"
+            tmp.write_bytes(read_checked(run.store, f"{run.prefix}/{name}", expected))
+            tmp.replace(folder / name.removeprefix(inside))
     return target
 
 
@@ -282,11 +285,17 @@ def train(plan: CompressorPlan, on_progress: ProgressFn | None = None) -> dict[s
 
     run = plan.run
     staging = tempfile.TemporaryDirectory(prefix=f"lloco-compressor-r{env.rank}-")
-    client = resume_checkpoint(engine, run, staging.name)
+    resumed = ds.resume_from_store(engine, run.checkpoints, staging.name)
+    for refused in resumed.refused:
+        if on_progress and env.is_main:
+            on_progress({"event": "checkpoint_refused", **refused})
+    client = resumed.client_state
     curve: list[dict[str, Any]] = client["curve"] if client else []
     resumed_from = client["step"] if client else 0
     if client is None:
         torch.manual_seed(config.seed + 7919 * env.rank)
+    else:
+        ds.set_rng_state(client["rng"])
 
     engine.train()
     tokens = positions = 0
@@ -308,9 +317,9 @@ def train(plan: CompressorPlan, on_progress: ProgressFn | None = None) -> dict[s
         if on_progress and env.is_main:
             on_progress({"event": "step", "step": step, "total_steps": config.max_steps, "loss": point["loss"]})
         if step % config.checkpoint_every == 0 and step < config.max_steps:
-            uri = save_checkpoint(engine, run, env, staging.name, step, {"curve": curve}, config.keep_checkpoints)
+            ds.save_to_store(engine, run.checkpoints, env, staging.name, step, {"step": step, "curve": curve, "rng": ds.rng_state()}, {}, config.keep_checkpoints)
             if on_progress and env.is_main:
-                on_progress({"event": "checkpoint", "step": step, "uri": uri})
+                on_progress({"event": "checkpoint", "step": step, "uri": run.store.uri(run.checkpoints.folder(step))})
     seconds = time.perf_counter() - started
 
     steps_run = config.max_steps - resumed_from
@@ -345,7 +354,7 @@ def train(plan: CompressorPlan, on_progress: ProgressFn | None = None) -> dict[s
         files["loss.json"] = json.dumps(curve, indent=1).encode()
         files["loss.png"] = loss_plot_png(curve, f"{config.corpus} / {plan.key}")
         run.publish(files, summary)
-        run.remove_checkpoints()
+        run.checkpoints.remove()
     if env.world_size > 1:
         import torch.distributed as dist
 
@@ -380,26 +389,15 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m lloco_core.training.compressor --config-json JSON` (the Prefect task's subprocess,
     and the entry point for `deepspeed --num_gpus N -m lloco_core.training.compressor …`)."""
     import argparse
-    import sys
 
-    from pydantic import ValidationError
+    from lloco_core.training.child import run_child
 
     parser = argparse.ArgumentParser(prog="python -m lloco_core.training.compressor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
     parser.add_argument("--config-json", dest="config_json", required=True, help="the whole CompressorConfig as JSON")
     args = parser.parse_args(argv)
 
-    def progress(event: dict[str, Any]) -> None:
-        print("lloco-progress " + json.dumps(event), file=sys.stderr, flush=True)
-
-    try:
-        result = train_compressor(CompressorConfig.model_validate_json(args.config_json), on_progress=progress)
-    except (InputError, ValidationError) as err:
-        print(f"train-compressor: error: {err}", file=sys.stderr)
-        return 2
-    if os.environ.get("RANK", "0") == "0":
-        print(json.dumps(result))
-    return 0
+    return run_child("train-compressor", lambda on_progress: train_compressor(CompressorConfig.model_validate_json(args.config_json), on_progress=on_progress))
 
 
 if __name__ == "__main__":

@@ -39,9 +39,9 @@ from lloco_core.plotting import png_figure
 from lloco_core.qa.dataset import HELDOUT_FILE, QAData, QAItem, check_documents, item_record, load_qa, split_by_document
 from lloco_core.qa.prompts import PromptSet, prompt_set
 from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
-from lloco_core.store.storage import Store
+from lloco_core.store.storage import Store, storage_options_for
 from lloco_core.training import engine as ds
-from lloco_core.training.checkpoints import AdapterStore, resume_checkpoint, save_checkpoint
+from lloco_core.training.checkpoints import AdapterStore, step_tag
 from lloco_core.training.config import FinetuneConfig
 from lloco_core.training.examples import Example, build_examples, example_summaries, label_vector
 
@@ -89,7 +89,7 @@ class FinetunePlan:
 def plan_finetune(config: FinetuneConfig, prompts: PromptSet | None = None) -> FinetunePlan:
     """Validate inputs and compute the adapter key; reads only, never writes."""
     store = Store.from_config(config)
-    qa = load_qa(config.qa, store.options if config.qa.startswith("s3://") else None)
+    qa = load_qa(config.qa, storage_options_for(config.qa, config.endpoint_url))
     encoder_key = pick_encoder(store, config.corpus, config.encoder_key)
     embeddings = EmbeddingStore(store, config.corpus, encoder_key)
     index = embeddings.current_index()
@@ -219,9 +219,14 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
     curve: list[dict[str, float]] = []
     micro, resumed_from = 0, 0
     staging = tempfile.TemporaryDirectory(prefix=f"lloco-ckpt-r{env.rank}-")
-    client = resume_checkpoint(engine, adapters, staging.name)
-    if client is not None:
+    resumed = ds.resume_from_store(engine, adapters.checkpoints, staging.name)
+    for refused in resumed.refused:
+        if on_progress and env.is_main:
+            on_progress({"event": "checkpoint_refused", **refused})
+    if resumed.client_state is not None:
+        client = resumed.client_state
         micro, curve, resumed_from = client["micro_step"], client["curve"], client["step"]
+        ds.set_rng_state(client["rng"])
     else:
         torch.manual_seed(config.seed + 7919 * env.rank)
 
@@ -258,9 +263,9 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
         if on_progress and env.is_main:
             on_progress({"event": "step", "step": step, "total_steps": total_steps, "loss": curve[-1]["loss"]})
         if step % config.checkpoint_every == 0 and micro < total_micro:
-            uri = save_checkpoint(engine, adapters, env, staging.name, step, {"micro_step": micro, "curve": curve}, config.keep_checkpoints)
+            _checkpoint(engine, adapters, env, staging.name, step, micro, curve, config.keep_checkpoints)
             if on_progress and env.is_main:
-                on_progress({"event": "checkpoint", "step": step, "uri": uri})
+                on_progress({"event": "checkpoint", "step": step, "uri": adapters.uri + "/checkpoints/" + step_tag(step)})
     seconds = time.perf_counter() - started
 
     summary = {
@@ -272,6 +277,7 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
         "steps": step,
         "steps_run": step - resumed_from,
         "resumed_from_step": resumed_from,
+        "checkpoints_refused": resumed.refused,
         "examples": len(examples),
         "prompt_set": plan.prompts.name,
         "split": plan.split_summary(),
@@ -293,7 +299,7 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
         files["loss.json"] = json.dumps(curve, indent=1).encode()
         files["loss.png"] = loss_plot_png(curve, f"{config.corpus} / {plan.adapter_key}")
         adapters.publish(files, summary)
-        adapters.remove_checkpoints()
+        adapters.checkpoints.remove()
     if env.world_size > 1:
         dist.barrier()
     staging.cleanup()
@@ -305,6 +311,12 @@ def check_hidden_size_of(plan: FinetunePlan, hidden: int, where: str) -> None:
         raise InputError(f"embeddings in {where} have hidden size {hidden}, but their shard metadata says {plan.hidden_size}")
 
 
+def _checkpoint(engine: Any, adapters: AdapterStore, env: ds.DistEnv, staging: str, step: int, micro: int, curve: list, keep: int) -> None:
+    """Trainable weights, optimizer partitions, scheduler and this loop's state (step, data position, loss curve, RNG) to the store."""
+    client = {"step": step, "micro_step": micro, "curve": curve, "rng": ds.rng_state()}
+    ds.save_to_store(engine, adapters.checkpoints, env, staging, step, client, {"micro_step": micro}, keep)
+
+
 def finetune(config: FinetuneConfig, prompts: PromptSet | None = None, on_progress: ProgressFn | None = None) -> dict[str, Any]:
     """Validate, key, reuse a finished adapter or train (resuming from the newest checkpoint)."""
     plan = plan_finetune(config, prompts)
@@ -312,10 +324,6 @@ def finetune(config: FinetuneConfig, prompts: PromptSet | None = None, on_progre
     if done is not None:
         return {**done, "reused": True, "steps_run": 0}
     return train(plan, on_progress)
-
-
-def _progress_to_stderr(event: dict[str, Any]) -> None:
-    print("lloco-progress " + json.dumps(event), file=sys.stderr, flush=True)
 
 
 def config_from_args(argv: list[str] | None = None) -> FinetuneConfig:
@@ -335,18 +343,10 @@ def config_from_args(argv: list[str] | None = None) -> FinetuneConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pydantic import ValidationError
+    """Exit 2 on bad input, EX_TEMPFAIL (75) on a storage or network error worth retrying."""
+    from lloco_core.training.child import run_child
 
-    try:
-        result = finetune(config_from_args(argv), on_progress=_progress_to_stderr)
-    except (InputError, ValidationError) as err:
-        print(f"finetune: error: {err}", file=sys.stderr)
-        return 2
-    import os
-
-    if os.environ.get("RANK", "0") == "0":
-        print(json.dumps(result))
-    return 0
+    return run_child("finetune", lambda on_progress: finetune(config_from_args(argv), on_progress=on_progress))
 
 
 if __name__ == "__main__":
