@@ -8,6 +8,8 @@ learning (its output head caps every logit near +-1), a trained compressor can.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +46,23 @@ def synthetic_corpus(work: Path, config: SyntheticConfig = BENCHMARK) -> tuple[s
     return root, bench, base
 
 
+@contextmanager
+def one_cpu_thread() -> Iterator[None]:
+    """A tiny model's ops are too small to split across threads: on a shared 2-core machine two
+    intra-op threads made a training step several times slower than one (README, compressor training)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_quality_compressor(work: Path) -> TrainedCompressor:
     root, bench, base = synthetic_corpus(work)
     config = CompressorConfig(root=root, corpus=CORPUS, base=str(base), qa=str(bench.train_qa), out=str(work / "compressor"), **TRAINING)
-    summary = train_compressor(config)
+    with one_cpu_thread():
+        summary = train_compressor(config)
     return TrainedCompressor(work, root, bench, base, Path(summary["checkpoint"]), config, summary)
