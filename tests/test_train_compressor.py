@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from lloco_core.errors import InputError
-from lloco_core.model.autocompressor import LlamaAutoCompressorModel, load_compressor
+from lloco_core.model.autocompressor import load_compressor
 from lloco_core.model.segments import segment_document
 from lloco_core.model.summarize import summarize_documents
 from lloco_core.training.compressor import plan_compressor, train_compressor
@@ -81,13 +81,13 @@ def _files(root: str) -> dict[str, bytes]:
         ({"qa": "BAD_DOC"}, ":1: doc_id 'no-such-doc' is not a document of corpus"),
         ({"base": "/no/such/model"}, "does not exist"),
         ({"corpus": "empty"}, "has no documents"),
-        ({"summary_length": 8, "base": "COMPRESSOR"}, None),  # an AutoCompressor with its own summary length trains further: no error
+        ({"summary_length": "OWN", "base": "COMPRESSOR"}, None),  # an AutoCompressor with its own summary length trains further: no error
     ],
 )
 def test_bad_input_is_a_clear_error_and_writes_nothing(trained_compressor: TrainedCompressor, tmp_path: Path, change: dict, message: str | None) -> None:
     bad_qa = tmp_path / "bad.jsonl"
     bad_qa.write_text(json.dumps({"id": "x", "doc_id": "no-such-doc", "question": "q?", "answers": ["a"]}) + "\n")
-    substitutes = {"BAD_DOC": str(bad_qa), "COMPRESSOR": str(trained_compressor.checkpoint)}
+    substitutes = {"BAD_DOC": str(bad_qa), "COMPRESSOR": str(trained_compressor.checkpoint), "OWN": trained_compressor.config.summary_length}
     change = {k: substitutes.get(v, v) if isinstance(v, str) else v for k, v in change.items()}
     before = _files(trained_compressor.root)
     config = trained_compressor.config.model_copy(update={"out": None, **change})
@@ -100,8 +100,9 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(trained_compressor: Train
 
 
 def test_an_autocompressor_base_with_another_summary_length_is_refused(trained_compressor: TrainedCompressor) -> None:
-    config = trained_compressor.config.model_copy(update={"base": str(trained_compressor.checkpoint), "summary_length": 3})
-    with pytest.raises(InputError, match="summary_length 8; --summary-length 3"):
+    own = trained_compressor.config.summary_length
+    config = trained_compressor.config.model_copy(update={"base": str(trained_compressor.checkpoint), "summary_length": own + 1})
+    with pytest.raises(InputError, match=f"summary_length {own}; --summary-length {own + 1}"):
         plan_compressor(config)
 
 

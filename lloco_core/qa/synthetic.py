@@ -185,12 +185,35 @@ def build_base_model(folder: str | Path, config: SyntheticConfig | None = None, 
     return build_tiny_llama(folder, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, vocab_size=1000, texts=tokenizer_texts(config) + (prompts + answers) * 5, seed=seed)
 
 
-DEMO_BENCHMARK = SyntheticConfig(train_documents=20000, heldout_documents=40, finetune_documents=100, segments=6, facts_per_segment=2, values=8, seed=0)
-"""The benchmark `make demo` and the quality tests run: 6 segments of 16 tokens, 12 facts, 8 values per field (chance 1/8)."""
+DEMO_BENCHMARK = SyntheticConfig(train_documents=4000, heldout_documents=40, finetune_documents=100, segments=3, facts_per_segment=2, values=8, seed=0)
+"""The benchmark `make demo` and the quality tests run: 3 segments of 16 tokens, 6 facts, 8 values per field (chance 1/8)."""
 
 DEMO_COMPRESSOR = dict(
     summary_length=2, segment_length=DEMO_BENCHMARK.segment_length, lm_weight=0.0, qa_weight=1.0, qa_documents=32, gradient_segments=DEMO_BENCHMARK.segments,
-    learning_rate=2e-3, warmup_steps=50, max_steps=500, zero_stage=0, checkpoint_every=100, seed=0,
+    learning_rate=2e-3, warmup_steps=50, max_steps=600, zero_stage=0, checkpoint_every=200, seed=0,
 )  # fmt: skip
 """Compressor-training settings for the tiny demo base model on DEMO_BENCHMARK: 16 tokens -> 2 summary
-vectors per segment (8x), gradients through every segment's summaries, bounded by steps (measured: README)."""
+vectors per segment (8x), gradients through every segment's summaries, constant learning rate after
+warm-up, bounded by steps. Measured (README): held-out exact match jumps from chance after ~200
+steps and again after ~450; 600 steps reached 87% (a cosine schedule over 400 steps: 71%)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lloco_core.qa.synthetic FOLDER [--base-model]`: the demo's benchmark files (and a
+    tiny random base model in FOLDER/base-model whose tokenizer keeps the benchmark's words whole)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lloco_core.qa.synthetic", description=main.__doc__)
+    parser.add_argument("folder", help="where corpus.jsonl, train.jsonl, finetune.jsonl, heldout.jsonl and benchmark.json go")
+    parser.add_argument("--base-model", action="store_true", help="also build the tiny random LLaMA base model the demo trains (FOLDER/base-model)")
+    args = parser.parse_args(argv)
+    files = write_benchmark(args.folder, DEMO_BENCHMARK)
+    result = files.as_dict()
+    if args.base_model:
+        result["base_model"] = str(build_base_model(Path(args.folder) / "base-model", DEMO_BENCHMARK))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
