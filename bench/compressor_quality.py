@@ -1,10 +1,10 @@
 """Held-out accuracy of a trained compressor against its summary length, at a fixed step budget,
 through the real stages: train_compressor -> compress -> evaluate (LLoCO without adapter, greedy).
 
-    .venv/bin/python bench/compressor_quality.py [--summary-lengths 1 2 4 8] [--steps 500] [--limit 240]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/compressor_quality.py [--summary-lengths 1 2 4 8] [--steps 600] [--limit 240]
 
-The demo's benchmark and recipe (lloco_core/qa/synthetic.py: 6 segments of 16 tokens per document,
-12 facts, 8 values per field, chance 12.5%) with only the summary length changed; every run starts
+The demo's benchmark and recipe (lloco_core/qa/synthetic.py: 3 segments of 16 tokens per document,
+6 facts, 8 values per field, chance 12.5%) with only the summary length changed; every run starts
 from the same random base model and sees the same batches. Prints one JSON line per summary length
 (exact match, context positions per document, training seconds and document tokens/s) and a table.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--summary-lengths", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--limit", type=int, default=240)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -8,14 +8,19 @@ has no such cap. No scaled head or other trick stands in for training."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 from lloco_core.config import CompressConfig, IngestConfig
 from lloco_core.model.compress import compress
 from lloco_core.store.documents import ingest
 
-SAMPLE = Path(__file__).resolve().parents[1] / "lloco_core" / "data" / "sample_corpus"
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "lloco_core" / "data" / "sample_corpus"
 DOCS = ("lighthouse_keeper", "lab_report_yeast")
 
 QA_LINES = [
@@ -37,3 +42,25 @@ def make_corpus(root: str, model: Path, work: Path, corpus: str = "c") -> Path:
     qa = work / "qa.jsonl"
     qa.write_text("".join(json.dumps(line) + "\n" for line in QA_LINES))
     return qa
+
+
+def kill_after_first_checkpoint(args: list[str], runs: Path, log: Path, env: dict[str, str]) -> list[str]:
+    """Run a training command (cwd: the repository) and SIGKILL it as soon as a complete checkpoint
+    commit record appears under `runs/*/checkpoints/_commits/`; returns the committed tags. Asserts
+    it was killed, not finished, and that the checkpoint files it left are safetensors (no pickle)."""
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    deadline = time.monotonic() + 240
+    killed_after: list[str] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        records = [r for r in runs.glob("*/checkpoints/_commits/*.json") if not r.name.startswith(".")]  # not a record being written
+        if records:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_after = [r.stem for r in records]
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=30)
+    assert killed_after, f"the run ended (rc {proc.returncode}) before any checkpoint was committed:\n{log.read_text()[-3000:]}"
+    assert proc.returncode == -signal.SIGKILL
+    files = [p for p in runs.glob("*/checkpoints/step-*/*") if p.is_file()]
+    assert files and all(p.suffix == ".safetensors" and p.read_bytes()[8:9] == b"{" for p in files), files
+    return killed_after

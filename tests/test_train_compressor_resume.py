@@ -5,12 +5,9 @@ cache hit. Both objectives (AutoCompressor next-token and compress-then-answer) 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +19,8 @@ from lloco_core.training.compressor import train_compressor
 from lloco_core.training.compressor_config import CompressorConfig
 from lloco_core.training.engine import child_environment
 from tests.compressor_helpers import CORPUS, one_cpu_thread, synthetic_corpus
+from tests.finetune_helpers import REPO, kill_after_first_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
 SETTINGS = dict(summary_length=4, segment_length=32, max_steps=12, checkpoint_every=4, qa_documents=4, lm_sequences=2, lm_weight=0.5, learning_rate=1e-3, warmup_steps=2)
 
 
@@ -43,23 +40,8 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(tmp_path: Pa
     env = {**child_environment(), "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     out = tmp_path / "compressor"
 
-    log = tmp_path / "first-run.log"
-    proc = subprocess.Popen(_cli(root, base, bench.train_qa, out), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
-    deadline = time.monotonic() + 240
-    killed_after: list[str] = []
-    while time.monotonic() < deadline and proc.poll() is None:
-        records = [r for r in commits.glob("*/checkpoints/_commits/*.json") if not r.name.startswith(".")]  # not a record being written
-        if records:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed_after = [r.stem for r in records]
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=30)
-    assert killed_after, f"the run ended (rc {proc.returncode}) before any checkpoint was committed:\n{log.read_text()[-3000:]}"
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_first_checkpoint(_cli(root, base, bench.train_qa, out), commits, tmp_path / "first-run.log", env)
     assert not list(commits.glob("*/_commits/compressor.json")), "the compressor must not be finished after the kill"
-    files = [p for p in commits.glob("*/checkpoints/step-*/*") if p.is_file()]
-    assert files and all(p.suffix == ".safetensors" and p.read_bytes()[8:9] == b"{" for p in files), files  # pickle-free
 
     resumed = subprocess.run(_cli(root, base, bench.train_qa, out), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
