@@ -306,6 +306,9 @@ def compress(
             result = compress_shard(store, config.corpus, settings, shard, compressor, config.batch_size, config.batch_positions, on_batch, leases, seen)
             summary.add(result)
             deferred += result.deferred
+            if len(result.deferred) == len(shard.documents):
+                total -= 1  # wholly another run's for now: counted when taken over
+                continue
             done += 1
             if on_shard is not None:
                 on_shard(done, total, result)

@@ -13,7 +13,8 @@ backs off for a random moment. Two runs cannot both proceed: of two writes, the 
 listing sees the earlier lease (listings are strongly consistent on local disks and S3). Both may
 withdraw; the random back-off breaks the tie. A run that finds documents leased by another skips
 them (deferred) and, after its own shards, waits until they are committed or the lease expires
-(a killed owner stops renewing), then takes over what is left.
+(a killed owner stops renewing; one that died on this host is seen dead at once), then takes over
+what is left.
 
 Leases decide only who works; correctness never depends on them. Commits stay the only truth, so
 an expired or lost lease at worst costs duplicate work, never a duplicate or wrong row.
@@ -47,6 +48,8 @@ class LeaseRecord(BaseModel):
     documents: DocumentMap = Field(default_factory=dict)
     created_ns: int = Field(ge=0)
     expires_ns: int = Field(ge=0)
+    host: str = ""  # with pid: a lease whose owner died on this host is dead now, not at expiry
+    pid: int = Field(default=0, ge=0)
 
 
 @dataclass
@@ -58,6 +61,21 @@ class Lease:
 def new_owner() -> str:
     host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())[:40] or "host"
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _owner_died(record: LeaseRecord) -> bool:
+    """True when the lease's owner ran on this host and its process is gone (e.g. SIGKILLed), so a
+    re-run takes its documents at once instead of waiting out the TTL. Another host's lease is only
+    ever judged by its expiry."""
+    if not record.pid or record.host != socket.gethostname() or record.pid == os.getpid():
+        return False
+    try:
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 class Leases:
@@ -81,7 +99,7 @@ class Leases:
                 record = LeaseRecord.model_validate_json(raw)
             except ValidationError:
                 continue
-            if record.expires_ns > now:
+            if record.expires_ns > now and not _owner_died(record):
                 found.append(Lease(record, path))
         return found
 
@@ -94,7 +112,10 @@ class Leases:
         return taken
 
     def _write(self, shard: str, documents: dict[str, str], created_ns: int) -> str:
-        record = LeaseRecord(owner=self.owner, shard=shard, documents=documents, created_ns=created_ns, expires_ns=time.time_ns() + int(self.ttl_s * 1e9))
+        record = LeaseRecord(
+            owner=self.owner, shard=shard, documents=documents, created_ns=created_ns, expires_ns=time.time_ns() + int(self.ttl_s * 1e9),
+            host=socket.gethostname(), pid=os.getpid(),
+        )
         path = f"{self.folder}/{self.owner}-{shard}.json"
         self.store.write_bytes(path, record.model_dump_json().encode())
         return path
