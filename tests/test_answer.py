@@ -101,6 +101,19 @@ def test_bad_input_is_a_clear_error(corpus, root, tmp_path, tiny_model):
         answer(AskConfig(root=root, corpus="bare", question="q?", device="cpu"))
 
 
+def test_mistyped_document_fails_before_the_decoder_loads_and_names_the_near_ids(corpus, tmp_path):
+    """`--doc hamlet` where the folder made `tragedies/hamlet`: the error says which id was meant,
+    and comes before the model is read (here the model folder does not even exist)."""
+    root, _ = corpus
+    no_model = str(tmp_path / "no-model")
+    with pytest.raises(InputError, match=r"document 'alpah' is not in corpus 'c' \(did you mean 'alpha'\?\)"):
+        answer(AskConfig(root=root, corpus="c", doc_id="alpah", model=no_model, question="q?", device="cpu"))
+    with pytest.raises(InputError, match=r"document 'plays/beta' is not in corpus 'c' \(did you mean 'beta'\?\)"):
+        answer(AskConfig(root=root, corpus="c", doc_id="plays/beta", model=no_model, question="q?", device="cpu"))
+    with pytest.raises(InputError, match=r"document 'zzz' is not in corpus 'c'$"):
+        answer(AskConfig(root=root, corpus="c", doc_id="zzz", model=no_model, question="q?", device="cpu"))
+
+
 def test_cli_ask_prints_json_answer(corpus, capsys):
     root, encoder_key = corpus
     code = main(["ask", "Who holds the silver lantern?", "--corpus", "c", "--root", root, "--doc", "beta", "--max-new-tokens", "5", "--device", "cpu", "--export-embeds"])

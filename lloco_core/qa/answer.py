@@ -13,8 +13,9 @@ ranges), the decoder positions and the latency of its batch.
 
 from __future__ import annotations
 
+import difflib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,6 +192,18 @@ def resolve_generation(config: GenerationConfig, store: Store, context_corpus: s
     return adapter, model, encoder_key
 
 
+def did_you_mean(doc_id: str, known: Iterable[str]) -> str:
+    """A hint for a mistyped document id: ids with the same last path part (a folder's doc_id keeps
+    its subfolders: `tragedies/hamlet`, not `hamlet`), else the closest spellings."""
+    known = sorted(known)
+    name = doc_id.rsplit("/", 1)[-1]
+    matches = [k for k in known if k.rsplit("/", 1)[-1] == name] or difflib.get_close_matches(doc_id, known, n=3)
+    if not matches:
+        return ""
+    names = [repr(m) for m in matches[:3]]
+    return f" (did you mean {', '.join(names[:-1]) + ' or ' if len(names) > 1 else ''}{names[-1]}?)"
+
+
 class Answerer:
     """A loaded decoder (+ adapter) over one corpus's embeddings; answers many questions.
 
@@ -200,7 +213,7 @@ class Answerer:
     question that names no document.
     """
 
-    def __init__(self, config: GenerationConfig, context_corpus: str | None = None, top_k: int = DEFAULT_TOP_K) -> None:
+    def __init__(self, config: GenerationConfig, context_corpus: str | None = None, top_k: int = DEFAULT_TOP_K, doc_ids: Iterable[str] = ()) -> None:
         self.config = config
         self.store = Store.from_config(config)
         self.corpus = context_corpus or config.corpus
@@ -212,6 +225,8 @@ class Answerer:
         self.model_path = model
         self.embeddings = EmbeddingStore(self.store, self.corpus, self.encoder_key)
         self.index = self.embeddings.current_index(self.documents)
+        for doc_id in dict.fromkeys(doc_ids):  # a mistyped --doc fails before the decoder loads (minutes for a 7B model)
+            self.check_document(doc_id)
         adapter_files = self.adapter.files if self.adapter else None
         self.model = load_decoder(model, self.adapter.uri if self.adapter else None, config.device, config.dtype, config.endpoint_url, adapter_files)
         self.tokenizer = load_tokenizer(model)
@@ -230,7 +245,7 @@ class Answerer:
 
     def check_document(self, doc_id: str) -> None:
         if doc_id not in self.documents:
-            raise InputError(f"document {doc_id!r} is not in corpus {self.corpus!r}")
+            raise InputError(f"document {doc_id!r} is not in corpus {self.corpus!r}{did_you_mean(doc_id, self.documents)}")
         if doc_id not in self.index:
             raise InputError(f"document {doc_id!r} of corpus {self.corpus!r} has no committed embeddings under {self.encoder_key}: run `lloco compress`")
 
@@ -300,6 +315,11 @@ def ask_question(config: AskConfig) -> Question:
     return Question(config.question, config.doc_id, config.task, config.options)
 
 
+def ask_answerer(config: AskConfig) -> Answerer:
+    """The Answerer for one `ask`: its named document is checked before the decoder loads."""
+    return Answerer(config, top_k=config.top_k, doc_ids=[config.doc_id] if config.doc_id else ())
+
+
 def answer(config: AskConfig) -> Answer:
     """Answer one question (the `lloco ask` library call)."""
-    return Answerer(config, top_k=config.top_k).answer([ask_question(config)])[0]
+    return ask_answerer(config).answer([ask_question(config)])[0]

@@ -266,11 +266,9 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     folder = store.path(config.corpus, "evals", key)
     if not config.force and store.exists(f"{folder}/metrics.json"):
         return {**store.read_json(f"{folder}/metrics.json"), "cached": True}
-    answerer = Answerer(config, context_corpus=inputs.context_corpus)
+    answerer = Answerer(config, context_corpus=inputs.context_corpus, doc_ids=[item.doc_id for item in items])
     systems = [s for s in config.systems if s != "lloco" or answerer.adapter is not None]
     skipped = [s for s in config.systems if s not in systems]
-    for item in items:
-        answerer.check_document(item.doc_id)
     questions = [Question(i.question, i.doc_id, i.task, i.options) for i in items]
     texts = DocumentTable(store, inputs.context_corpus).read_texts([answerer.documents[i.doc_id] for i in items])
     baselines = Baselines(answerer, texts, config.top_k)
