@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,8 +272,11 @@ class Answerer:
         return Prepared(build_decoder_inputs(self.model, summaries, ids), segments, ids, totals)
 
     # generation --------------------------------------------------------------------------------
-    def generate(self, prepared: Sequence[Prepared], use_cache: bool = True, adapter: bool = True) -> list[Generated]:
-        """Batches of `batch_size`; `adapter=False` runs the base weights of a PEFT model."""
+    def generate(
+        self, prepared: Sequence[Prepared], use_cache: bool = True, adapter: bool = True, on_batch: Callable[[int], None] | None = None
+    ) -> list[Generated]:
+        """Batches of `batch_size`; `adapter=False` runs the base weights of a PEFT model.
+        `on_batch(n)` after each batch of n answers (evaluate's progress)."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
         out: list[Generated] = []
@@ -285,6 +288,8 @@ class Answerer:
                     out.extend(generate_batch(self.model, self.tokenizer, chunk, cfg.max_new_tokens, **kwargs))
             else:
                 out.extend(generate_batch(self.model, self.tokenizer, chunk, cfg.max_new_tokens, **kwargs))
+            if on_batch is not None:
+                on_batch(len(chunk))
         return out
 
     def answer(self, questions: Sequence[Question], use_cache: bool = True) -> list[Answer]:
