@@ -112,10 +112,14 @@ def validation_message(error: Any, parser: argparse.ArgumentParser | None) -> st
     parts = []
     for item in error.errors():
         loc = [str(p) for p in item.get("loc", ())]
-        where = option_name(parser, loc[0]) + "".join(f".{p}" for p in loc[1:]) if loc else "options"
+        message = item["msg"].removeprefix("Value error, ")
+        if not loc:  # a check across options (a model validator): its message names them
+            parts.append(message)
+            continue
+        where = option_name(parser, loc[0]) + "".join(f".{p}" for p in loc[1:])
         value = item.get("input")
-        shown = f" {value!r}" if loc and isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
-        parts.append(f"{where}{shown}: {item['msg']}")
+        shown = f" {value!r}" if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
+        parts.append(f"{where}{shown}: {message}")
     return "invalid options: " + "; ".join(parts)
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from lloco_core.config import CorpusConfig, Device, check_name
-from lloco_core.qa.prompts import Task
+from lloco_core.qa.prompts import OPTION_LETTERS, TASK_KINDS, Task
 
 DecoderDtype = Literal["auto", "float16", "bfloat16", "float32"]
 RetrieverKind = Literal["bm25", "dense"]
@@ -54,9 +54,25 @@ class AskConfig(GenerationConfig):
 
     question: str = Field(min_length=1, description="The question.")
     doc_id: str | None = Field(default=None, description="Document to answer from; default: retrieve over the whole corpus.")
-    task: Task = Field(default="qa", description="Prompt template: qa, or a benchmark's (quality, qasper, narrativeqa, qmsum, hotpotqa).")
+    task: Task | None = Field(default=None, description="Prompt template: qa, or a benchmark's (quality, qasper, narrativeqa, qmsum, hotpotqa); default: quality when options are given, else qa.")
     options: list[str] | None = Field(default=None, description="Answer options (quality / multiple_choice).")
     top_k: int = Field(default=5, ge=1, le=1000, description="Segments retrieved over the whole corpus when the question names no document.")
+
+    @model_validator(mode="after")
+    def _task_fits_options(self) -> AskConfig:
+        """As in QA files: options make a multiple-choice question, and a multiple-choice template
+        needs them (without, `--task quality` rendered an empty "Choices:" list; with `--task qa`,
+        the options were dropped without a word)."""
+        if self.task is None:
+            self.task = "quality" if self.options else "qa"
+        multiple_choice = TASK_KINDS[self.task] == "multiple_choice"
+        if multiple_choice and not self.options:
+            raise ValueError(f"task {self.task!r} needs the answer options (--option, once per option)")
+        if self.options and not multiple_choice:
+            raise ValueError(f"answer options go with a multiple-choice task (quality), not {self.task!r}")
+        if self.options and len(self.options) > len(OPTION_LETTERS):
+            raise ValueError(f"at most {len(OPTION_LETTERS)} answer options")
+        return self
 
 
 class EvaluateConfig(GenerationConfig):
