@@ -149,3 +149,11 @@ def test_decoder_dtype_is_part_of_the_eval_key():
     key = eval_key(config, "ad", "enc", "sha", "weights")
     assert eval_key(config.model_copy(update={"dtype": "float16"}), "ad", "enc", "sha", "weights") != key
     assert eval_key(config.model_copy(update={"batch_size": 2, "device": "cpu"}), "ad", "enc", "sha", "weights") == key
+
+
+def test_a_local_eval_set_is_recorded_by_its_absolute_path(tmp_path, monkeypatch):
+    """`lloco status` listed `qa/x.jsonl` for an evaluation: where that was depended on a shell long gone."""
+    monkeypatch.chdir(tmp_path)
+    assert EvaluateConfig(corpus="c", eval_set="qa/x.jsonl").eval_set == str(tmp_path / "qa" / "x.jsonl")
+    assert EvaluateConfig(corpus="c", eval_set="s3://bucket/qa/x.jsonl").eval_set == "s3://bucket/qa/x.jsonl"
+    assert EvaluateConfig(corpus="c").eval_set is None

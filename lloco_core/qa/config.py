@@ -3,6 +3,7 @@ parse and validate arguments (and the Prefect UI can render forms) before anythi
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -84,6 +85,15 @@ class EvaluateConfig(GenerationConfig):
     systems: list[SystemName] = Field(default_factory=lambda: list(ALL_SYSTEMS), min_length=1, description="Systems to compare.")
     top_k: int | None = Field(default=None, ge=1, description="Raw-text retrieval baseline: most segments kept (default: as many as fit the window).")
     force: bool = Field(default=False, description="Recompute even when this eval key has a finished report.")
+
+    @field_validator("eval_set")
+    @classmethod
+    def _local_eval_set_is_absolute(cls, value: str | None) -> str | None:
+        """The report and `lloco status` record where the questions came from: `qa/x.jsonl` said
+        nothing once the shell had moved on. URLs stay as given."""
+        if value is None or "://" in value:
+            return value
+        return os.path.abspath(os.path.expanduser(value))
 
     @field_validator("eval_corpus")
     @classmethod
