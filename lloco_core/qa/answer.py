@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lloco_core.errors import InputError
+from lloco_core.errors import InputError, StoreError
 from lloco_core.model.autocompressor import load_tokenizer
 from lloco_core.model.decoder import build_decoder_inputs, decoder_window, document_segments, encode_request, load_decoder, pad_batch
 from lloco_core.qa.config import AskConfig, GenerationConfig
@@ -103,6 +103,7 @@ class Answer:
     token_ids: list[int] = field(default_factory=list)
     segments_total: dict[str, int] = field(default_factory=dict)
     prompt_ids: list[int] = field(default_factory=list)
+    problems: list[dict[str, str]] = field(default_factory=list)  # files left out (corrupt shards), as export lists them
 
     @property
     def positions(self) -> int:
@@ -123,6 +124,8 @@ class Answer:
             "adapter_key": self.adapter_key,
             "prompt_set": self.prompt_set,
         }
+        if self.problems:
+            out["problems"] = self.problems
         if verbose:
             out["segments"] = [[k.doc_id, k.segment_index] for k in self.segments]
             out["prompt_ids"] = self.prompt_ids
@@ -225,6 +228,7 @@ class Answerer:
         self.model_path = model
         self.embeddings = EmbeddingStore(self.store, self.corpus, self.encoder_key)
         self.index = self.embeddings.current_index(self.documents)
+        self.problems: list[dict[str, str]] = []  # store files left out of corpus-wide retrieval, by path
         for doc_id in dict.fromkeys(doc_ids):  # a mistyped --doc fails before the decoder loads (minutes for a 7B model)
             self.check_document(doc_id)
         adapter_files = self.adapter.files if self.adapter else None
@@ -258,7 +262,17 @@ class Answerer:
             doc = self.embeddings.read_document(q.doc_id, index=self.index)
             chosen = document_segments(len(doc.segment_index), self.config.max_segments)
             return [SegmentKey(q.doc_id, doc.segment_index[i]) for i in chosen], doc.summaries[chosen], {q.doc_id: len(doc.segment_index)}
-        docs = {doc_id: self.embeddings.read_document(doc_id, index=self.index) for doc_id in sorted(self.index)}
+        docs, failure = {}, None
+        for doc_id in sorted(self.index):
+            try:
+                docs[doc_id] = self.embeddings.read_document(doc_id, index=self.index)
+            except StoreError as err:  # one corrupt shard must not stop every corpus-wide question
+                failure = err
+                problem = self.embeddings.left_out(self.index[doc_id][1], err).as_dict()
+                if problem not in self.problems:
+                    self.problems.append(problem)
+        if failure is not None and not docs:
+            raise failure  # nothing trustworthy left to retrieve from
         candidates = [(SegmentKey(d, s), t) for d, doc in docs.items() for s, t in zip(doc.segment_index, doc.text)]
         keys = select_corpus_segments(q.question, candidates, self.top_k, self.retriever)
         if not keys:
@@ -311,6 +325,7 @@ class Answerer:
                 token_ids=g.token_ids,
                 segments_total=p.segments_total,
                 prompt_ids=p.prompt_ids,
+                problems=list(self.problems) if q.doc_id is None else [],
             )
             for q, p, g in zip(questions, prepared, generated)
         ]
