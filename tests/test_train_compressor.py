@@ -146,3 +146,13 @@ def test_autocompressor_objective_cuts_gradients_beyond_k_segments(trained_compr
     for a, b in zip(alone, both):
         torch.testing.assert_close(b, a / 2, atol=1e-7, rtol=1e-4)
     assert model.embed_summary.weight.grad.abs().sum() > 0  # summary tokens are trained through the next segment's loss
+
+
+def test_status_lists_the_trained_compressor(trained_compressor: TrainedCompressor) -> None:
+    from tests.fixtures_compress import run_cli
+
+    rc, _, err, status = run_cli("status", "--corpus", CORPUS, "--root", trained_compressor.root)
+    assert rc == 0, err
+    (row,) = status["corpora"][0]["compressors"]
+    assert row["compressor_key"] == trained_compressor.summary["compressor_key"] and row["finished"] is True
+    assert row["steps"] == trained_compressor.config.max_steps and row["summary_length"] == trained_compressor.config.summary_length

@@ -2,8 +2,8 @@
 
 Per corpus: documents (current versions), compressed documents per encoder key and what is still
 pending under each (new or changed documents), documents no encoder has compressed, finished
-adapters with their keys and finish times, unfinished training runs, and evaluations with their
-scores. Everything comes from commit records and small JSON files through the store APIs; no
+adapters with their keys and finish times, unfinished training runs, trained compressors, and
+evaluations with their scores. Everything comes from commit records and small JSON files through the store APIs; no
 Parquet data is read and nothing is written or created (a missing root is an error, not a new
 folder).
 """
@@ -35,7 +35,7 @@ def _subfolders(store: Any, folder: str) -> list[str]:
     return sorted(n for n in names if NAME_PATTERN.match(n) and ".." not in n)
 
 
-CORPUS_PARTS = {"documents", "embeddings", "adapters", "evals"}
+CORPUS_PARTS = {"documents", "embeddings", "adapters", "evals", "compressors"}
 
 
 def corpus_names(store: Any) -> list[str]:
@@ -81,6 +81,25 @@ def adapter_status(store: Any, corpus: str) -> tuple[list[dict[str, Any]], list[
     return finished, running
 
 
+def compressor_status(store: Any, corpus: str) -> list[dict[str, Any]]:
+    """Trained compressors (finished runs, with the folder `--out` copies) and unfinished ones."""
+    from lloco_core.training.checkpoints import CompressorStore
+
+    rows = []
+    for key in _subfolders(store, store.path(corpus, "compressors")):
+        run = CompressorStore(store, corpus, key)
+        done = run.finished()
+        if done is None:
+            checkpoint = run.checkpoints.newest()
+            rows.append({"compressor_key": key, "finished": None, "checkpoint_step": checkpoint["step"] if checkpoint else None})
+            continue
+        rows.append({
+            "compressor_key": key, "finished": True, "base": done.get("base"), "steps": done.get("steps"),
+            "summary_length": done.get("summary_length"), "last_loss": done.get("last_loss"), "uri": run.uri,
+        })
+    return rows
+
+
 def eval_status(store: Any, corpus: str) -> list[dict[str, Any]]:
     """Finished evaluations (those with metrics.json): eval set, adapter and the score per system."""
     rows = []
@@ -112,6 +131,7 @@ def corpus_status(store: Any, corpus: str) -> dict[str, Any]:
         "encoders": encoders,
         "adapters": adapters,
         "training": training,
+        "compressors": compressor_status(store, corpus),
         "evals": eval_status(store, corpus),
     }
 
@@ -143,7 +163,7 @@ def describe(result: dict[str, Any]) -> str:
     parts = []
     for c in result["corpora"]:
         compressed = max((e["documents_compressed"] for e in c["encoders"]), default=0)
-        parts.append(f"{c['corpus']} ({_count(c['documents'], 'document')}, {compressed} compressed, {c['documents_uncompressed']} not compressed, {_count(len(c['adapters']), 'adapter')}, {_count(len(c['evals']), 'evaluation')})")
+        parts.append(f"{c['corpus']} ({_count(c['documents'], 'document')}, {compressed} compressed, {c['documents_uncompressed']} not compressed, {_count(len(c['adapters']), 'adapter')}, {_count(len(c['evals']), 'evaluation')}" + (f", {_count(len(c['compressors']), 'trained compressor')}" if c['compressors'] else '') + ')')
     corpora = "1 corpus" if len(result["corpora"]) == 1 else f"{len(result['corpora'])} corpora"
     return f"{corpora} in {result['root']}" + (": " + "; ".join(parts) if parts else "")
 
