@@ -8,15 +8,19 @@
 #   bench/gpu.sh                        # on a GPU machine, from the repository root
 #   bench/gpu.sh --device cpu --tiny    # anywhere: every piece at a tiny shape on CPU (seconds)
 #
-# A bare GPU image may lack DeepSpeed and pydantic (DeepSpeed needs it): wheels in .whl/ are
-# installed first when present (bench/gpu_wheels.sh fetches them); without them finetuning runs a
-# plain torch AdamW loop and the table says so.
+# A bare GPU image may lack DeepSpeed and pydantic (DeepSpeed needs it): when they do not import,
+# the wheels in $WHEELS (default .whl/; bench/gpu_wheels.sh makes them) are installed first; without
+# them finetuning runs a plain torch AdamW loop and the table says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$(test -x .venv/bin/python && echo .venv/bin/python || echo python3)}
-if compgen -G ".whl/*.whl" > /dev/null; then
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/lloco-site .whl/*.whl
-  export PYTHONPATH="/tmp/lloco-site${PYTHONPATH:+:$PYTHONPATH}"
+WHEELS=${WHEELS:-.whl}
+if ! "$PYTHON" -c "import deepspeed, pydantic" 2>/dev/null && compgen -G "$WHEELS/*.whl" > /dev/null; then
+  if "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/lloco-site "$WHEELS"/*.whl; then
+    export PYTHONPATH="/tmp/lloco-site${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    echo "gpu.sh: the wheels in $WHEELS did not install here; going on without them" >&2
+  fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}

@@ -95,8 +95,8 @@ def train_compressor_rows(quick: bool) -> list[Row]:
     if not script.exists():
         return [Row("h", "train-compressor tokens/s", "-", "-", None, "tok/s", note="not measured: bench/train_compressor.py is not in this checkout yet")]
     result = run_script(script, ["--quick"] if quick else [])
-    rate = result.get("tokens_per_s")
-    extra = {k: v for k, v in result.items() if k not in ("tokens_per_s", "bench")}
+    rate = next((v for k, v in result.items() if k.endswith("tokens_per_s") and isinstance(v, (int, float))), None)
+    extra = {k: v for k, v in result.items() if not k.endswith("tokens_per_s") and k != "bench"}
     return [Row("h", "train-compressor tokens/s", "-", f"{rate:,.0f} tok/s" if rate is not None else "-", rate, "tok/s", note=json.dumps(extra)[:300])]
 
 

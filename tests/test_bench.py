@@ -93,7 +93,7 @@ def _blocker(folder: Path, modules: tuple[str, ...]) -> Path:
 def test_gpu_script_runs_every_piece_tiny_on_cpu_without_what_a_bare_gpu_image_lacks(tmp_path: Path) -> None:
     site = _blocker(tmp_path / "site", BARE_GPU_IMAGE_LACKS)
     done = run(["bash", "bench/gpu.sh", "--device", "cpu", "--tiny", "--batch-sizes", "1", "4", "--repeats", "1"],
-               env={"PYTHONPATH": f"{site}{os.pathsep}{ROOT}", "PYTHON": sys.executable})
+               env={"PYTHONPATH": f"{site}{os.pathsep}{ROOT}", "PYTHON": sys.executable, "WHEELS": str(tmp_path / "no-wheels")})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = table_rows(done.stdout.split("lloco GPU bench on")[-1])
     assert {line.split()[-1] for line in rows["a"] if "batch 4" in line} <= {"yes", "NO", "(1)"}
