@@ -216,8 +216,8 @@ def latency_rows(model: LlamaAutoCompressorModel, shape: Shape, device: torch.de
     summaries = out[0]
     embed = model.get_input_embeddings()
     with torch.inference_mode():
-        full = embed(torch.tensor([1, *context, *prompt], device=device))
-        lloco = torch.cat([summaries.reshape(-1, shape.hidden).to(full.dtype), embed(torch.tensor([1, *prompt], device=device))])
+        full = embed(torch.tensor([*context, *prompt], device=device))  # the paper's layouts: no BOS
+        lloco = torch.cat([summaries.reshape(-1, shape.hidden).to(full.dtype), embed(torch.tensor(prompt, device=device))])
     go = lambda e: timed_generate(model, e, shape.new_tokens, 0)
     go(lloco), go(full)  # warm-up
     values = interleave({"full context": lambda: go(full), "lloco": lambda: go(lloco)}, repeats)

@@ -3,8 +3,9 @@
 For each context length (default 4k, 8k, 16k, 32k tokens) the same small LLaMA-architecture model
 (paper geometry: 1536-token segments -> 50 summary vectors) answers one question twice, both
 through `lloco_core.qa.answer.generate_batch`'s path (transformers `generate`, KV cache, greedy):
-- full: `[BOS ; context tokens ; prompt]` as input embeddings;
-- LLoCO: `[summary vectors of every segment ; BOS ; prompt]` (`decoder.build_decoder_inputs`),
+- full: `[context tokens ; prompt]` as input embeddings;
+- LLoCO: `[summary vectors of every segment ; prompt]` (`decoder.build_decoder_inputs`, the paper's
+  layout: no BOS),
   with summaries computed by the real compressor beforehand (offline cost, reported apart).
 Timed: prefill + exactly `--new-tokens` generated tokens (min = max, EOS cannot stop early).
 Prints per length the prompt tokens of both, the token ratio and the latency ratio.
@@ -33,10 +34,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench.common import Goal, Row, interleave, ratio_row, timed_generate
 from lloco_core.model.autocompressor import load_compressor
-from lloco_core.model.decoder import build_decoder_inputs
+from lloco_core.model.decoder import build_decoder_inputs, encode_request
 from lloco_core.model.summarize import summarize_documents
 from lloco_core.model.tiny import build_tiny_compressor
-from lloco_core.qa.answer import prompt_ids
+from lloco_core.qa.answer import Question
 from lloco_core.qa.prompts import default_prompts
 
 QUESTION = "What did the harbor master hide under the blue flowerpot, and why?"
@@ -60,7 +61,7 @@ def measure(work: Path, quick: bool = False, repeats: int | None = None, sizes: 
                                  segment_length=segment_length, max_position_embeddings=max(sizes) + 512, vocab_size=2000)
     loaded = load_compressor(str(path), "cpu")
     model, tok = loaded.model, loaded.tokenizer
-    prompt = prompt_ids(tok, default_prompts().for_task("qa").render(QUESTION))
+    prompt, _ = encode_request(tok, default_prompts(), Question(QUESTION))
     timed_generate(model, build_decoder_inputs(model, None, prompt), new_tokens, tok.pad_token_id)  # warm-up
     rows = []
     try:
@@ -69,7 +70,7 @@ def measure(work: Path, quick: bool = False, repeats: int | None = None, sizes: 
             segments = [context[i : i + segment_length] for i in range(0, size, segment_length)]
             summaries = summarize_documents(model, [segments])[0]
             with torch.inference_mode():
-                full = model.get_input_embeddings()(torch.tensor([tok.bos_token_id, *context, *prompt[1:]]))
+                full = model.get_input_embeddings()(torch.tensor([*context, *prompt]))
                 lloco = build_decoder_inputs(model, summaries, prompt)
             values = interleave({"full context": lambda e=full: timed_generate(model, e, new_tokens, tok.pad_token_id),
                                  "lloco": lambda e=lloco: timed_generate(model, e, new_tokens, tok.pad_token_id)}, repeats)
@@ -84,7 +85,7 @@ def measure(work: Path, quick: bool = False, repeats: int | None = None, sizes: 
                                 goal=GOAL_POSITIONS, note=f"{len(segments)} segments of <= {segment_length} tokens -> {summary_length} vectors each; "
                                 f"a full segment gives {segment_length / summary_length:.2f}x, the short last one less"))
                 rows.append(Row("c", f"prompt positions at {size / 1024:g}k, prompt included", f"{full.shape[0]:,} positions", f"{lloco.shape[0]:,} positions",
-                                full.shape[0] / lloco.shape[0], "x", goal=GOAL_POSITIONS, note=f"both sides carry the same {extra} prompt positions (template + question + BOS)"))
+                                full.shape[0] / lloco.shape[0], "x", goal=GOAL_POSITIONS, note=f"both sides carry the same {extra} prompt positions (template + question)"))
     finally:
         torch.set_num_threads(previous_threads)
     return rows
@@ -113,8 +114,7 @@ def main() -> None:
         )
         loaded = load_compressor(str(path), args.device)
     model, tok = loaded.model, loaded.tokenizer
-    template = default_prompts().for_task("qa")
-    prompt = prompt_ids(tok, template.render(QUESTION))
+    prompt, _ = encode_request(tok, default_prompts(), Question(QUESTION))
     vocab = len(tok)
     print(f"model: hidden {args.hidden}, {args.layers} layers, {args.heads} heads, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
           f"{loaded.device} {loaded.dtype}, {torch.get_num_threads()} threads; segments {args.segment_length} tokens -> {args.summary_length} vectors; "
@@ -132,7 +132,7 @@ def main() -> None:
         compress_s = time.perf_counter() - start
         embed = model.get_input_embeddings()
         with torch.inference_mode():
-            full = embed(torch.tensor([tok.bos_token_id, *context, *prompt[1:]], device=loaded.device))
+            full = embed(torch.tensor([*context, *prompt], device=loaded.device))
             lloco = build_decoder_inputs(model, summaries, prompt)
         times: dict[str, list[float]] = {"full": [], "lloco": []}
         for name, embeds in (("lloco", lloco), ("full", full)):

@@ -4,6 +4,11 @@ Each stage is its own child flow run (named `<stage>-<corpus>` in the UI) with r
 the store root, so a retry from the UI skips what the store already holds: ingest skips unchanged
 documents, compress plans only uncommitted shards, finetune is a cache hit on a finished adapter key,
 evaluate returns a finished report under the same eval key. GPU stages hold a `gpu` slot.
+
+With a QA file and no eval set, finetune holds out a deterministic share of the QA file's
+documents (`finetune.holdout`) and evaluate scores the adapter on those held-out questions, so
+training and evaluation never share a document. With an eval set, finetune trains on the whole
+QA file and evaluate reads the eval set (a benchmark's contexts go into their own corpus).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class PipelineStages(BaseModel):
     ingest: bool = Field(default=True, description="Add the sources' new and changed documents.")
     compress: bool = Field(default=True, description="Encode uncompressed documents into committed shards.")
     finetune: bool = Field(default=True, description="Train (or reuse) the corpus LoRA adapter; needs finetune.qa.")
-    evaluate: bool = Field(default=True, description="Compare LLoCO with the baselines; needs evaluate.eval_set or finetune.qa.")
+    evaluate: bool = Field(default=True, description="Compare LLoCO with the baselines; on evaluate.eval_set, else on the questions finetune held out.")
 
 
 class FinetuneOptions(BaseModel):
@@ -43,6 +48,7 @@ class FinetuneOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     qa: str | None = Field(default=None, description="QA JSONL for this corpus (id, doc_id, question, answers); empty = no finetune.")
+    holdout: float = field_of(FinetuneConfig, "holdout")
     epochs: int = field_of(FinetuneConfig, "epochs")
     max_steps: int | None = field_of(FinetuneConfig, "max_steps")
     learning_rate: float = field_of(FinetuneConfig, "learning_rate")
@@ -62,12 +68,13 @@ class EvaluateOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    eval_set: str | None = Field(default=None, description="Eval JSONL (LongBench/QuALITY file or a corpus QA file); empty = finetune.qa.")
+    eval_set: str | None = Field(default=None, description="Eval JSONL (LongBench/QuALITY file or a corpus QA file); empty = the questions finetune held out of finetune.qa.")
     limit: int | None = field_of(EvaluateConfig, "limit")
     systems: list[Literal["no_context", "truncated", "retrieval", "lloco_base", "lloco"]] = field_of(EvaluateConfig, "systems")
     max_new_tokens: int = field_of(EvaluateConfig, "max_new_tokens")
     batch_size: int = field_of(EvaluateConfig, "batch_size")
     device: Literal["auto", "cpu", "cuda"] = field_of(EvaluateConfig, "device")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = field_of(EvaluateConfig, "dtype")
 
 
 class CorpusJob(StoreConfig):
@@ -93,9 +100,15 @@ def _counts(stage: str, summary: dict[str, Any]) -> dict[str, Any]:
         "ingest": ("documents_added", "documents_updated", "documents_unchanged"),
         "compress": ("documents_compressed", "documents_skipped", "shards_committed", "segments_written", "tokens_per_s"),
         "finetune": ("adapter_key", "steps", "first_loss", "last_loss", "tokens_per_s"),
-        "evaluate": ("eval_key", "examples", "cached", "out"),
+        "evaluate": ("eval_key", "eval_set", "eval_corpus", "examples", "documents", "cached", "out"),
     }[stage]
-    return {"stage": stage} | {k: summary.get(k) for k in keys}
+    row = {"stage": stage} | {k: summary.get(k) for k in keys}
+    if stage == "finetune":
+        split = summary.get("split") or {}
+        row |= {"train_questions": split.get("train_questions"), "heldout_questions": split.get("heldout_questions")}
+    if stage == "evaluate":
+        row["skipped"] = len(summary.get("skipped") or [])
+    return row
 
 
 @flow(name="pipeline", flow_run_name="pipeline-{config.corpus}")
@@ -119,13 +132,15 @@ def pipeline_flow(config: PipelineConfig) -> dict[str, Any]:
         logger.warning("finetune skipped: no QA file (finetune.qa) in the parameters")
     elif config.stages.finetune:
         options = config.finetune.model_dump(exclude={"qa"})
+        if config.evaluate.eval_set:  # evaluation has its own questions: train on the whole QA file
+            options["holdout"] = 0.0
         with gpu_slot(config.finetune.device):
             summary = configured(finetune_flow, config)(FinetuneFlowConfig(root=config.root, endpoint_url=config.endpoint_url, corpus=config.corpus, model=config.model, qa=qa, **options))
         result["finetune"] = summary
         rows.append(_counts("finetune", summary))
-    eval_set = config.evaluate.eval_set or qa
-    if config.stages.evaluate and not eval_set:
-        logger.warning("evaluate skipped: no eval set (evaluate.eval_set or finetune.qa) in the parameters")
+    eval_set = config.evaluate.eval_set
+    if config.stages.evaluate and not (eval_set or qa):
+        logger.warning("evaluate skipped: no eval set (evaluate.eval_set, or finetune.qa to hold questions out of) in the parameters")
     elif config.stages.evaluate:
         adapter_key = (result["finetune"] or {}).get("adapter_key")
         options = config.evaluate.model_dump(exclude={"eval_set"})

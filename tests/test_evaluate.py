@@ -1,18 +1,21 @@
-"""Evaluation: every system on the same examples, benchmark contexts become corpus documents,
-outputs land under the eval key, a re-run is cached, and bad input fails clearly."""
+"""Evaluation: every system on the same examples, benchmark contexts go into their own corpus (the
+evaluated corpus stays byte-identical), bad records are listed, outputs land under the eval key, a
+re-run is cached, and bad input fails clearly."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
 from lloco.cli import main
 from lloco_core.errors import InputError
 from lloco_core.qa.config import ALL_SYSTEMS, EvaluateConfig
-from lloco_core.qa.evaluate import eval_doc_id, evaluate, truncate_middle
+from lloco_core.qa.evaluate import eval_corpus_name, eval_doc_id, evaluate, truncate_middle
 from lloco_core.store.documents import DocumentTable
-from lloco_core.store.embeddings import list_encoders
+from lloco_core.store.embeddings import export, list_encoders
 from lloco_core.store.storage import Store
 from tests.adapter_helpers import corpus_with_adapter
 from tests.conftest import make_text
@@ -27,7 +30,8 @@ def setup(tmp_path_factory, tiny_model):
         {"_id": f"q{i}", "input": f"Which {w} stands by the river?", "context": make_text(40 + i % 2, 500), "answers": [w], "dataset": "qasper"}
         for i, w in enumerate(["castle", "tower", "bridge"])
     ]
-    bench.write_text("".join(json.dumps(r) + "\n" for r in records))
+    empty = {"_id": "q-empty", "input": "Which one?", "context": "", "answers": ["none"], "dataset": "qasper"}
+    bench.write_text("".join(json.dumps(r) + "\n" for r in [*records[:2], empty, records[2]]))
     qa = tmp / "qa.jsonl"
     qa.write_text(
         json.dumps({"id": "a1", "doc_id": "alpha", "question": "Who rides north?", "answers": ["the king"]}) + "\n"
@@ -40,14 +44,30 @@ def settings(root, **extra):
     return dict(root=root, corpus="c", device="cpu", max_new_tokens=6, window=384, batch_size=4, **extra)
 
 
-def test_benchmark_eval_compares_all_systems_and_writes_report(setup):
+def corpus_state(root: str, corpus: str, out: Path) -> dict[str, str]:
+    """sha256 of every document part, shard and commit record of a corpus, and of its export."""
+    folder = Path(root) / corpus
+    state = {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file() and p.parts[len(folder.parts)] in ("documents", "embeddings")}
+    export(Store(root), corpus, str(out))
+    state["export"] = hashlib.sha256(out.read_bytes()).hexdigest()
+    return state
+
+
+def test_benchmark_eval_compares_all_systems_and_writes_report(setup, tmp_path):
     root, encoder_key, bench, _, records = setup
+    before = corpus_state(root, "c", tmp_path / "before.parquet")
     summary = evaluate(EvaluateConfig(eval_set=str(bench), **settings(root)))
     store = Store(root)
-    # contexts became documents (two distinct contexts: content-hashed ids), compressed under the same encoder
-    current = DocumentTable(store, "c").current()
-    assert {eval_doc_id("qasper", r["context"]) for r in records} <= set(current)
-    assert list_encoders(store, "c") == [encoder_key] == [summary["encoder_key"]]
+    # the evaluated corpus is byte-identical: its document commits, shard commits and export
+    assert corpus_state(root, "c", tmp_path / "after.parquet") == before
+    assert any(k.startswith("documents/_commits/") for k in before) and any("/_commits/" in k and k.startswith("embeddings/") for k in before)
+    # the contexts went into their own corpus (two distinct contexts: content-hashed ids), compressed under the same encoder
+    assert summary["eval_corpus"] == eval_corpus_name(str(bench)) == "eval-qasper" != summary["corpus"]
+    assert set(DocumentTable(store, "eval-qasper").current()) == {eval_doc_id("qasper", r["context"]) for r in records}
+    assert list_encoders(store, "eval-qasper") == [encoder_key] == [summary["encoder_key"]]
+    # the record with an empty context is listed, never ingested
+    assert summary["skipped"] == [{"item": f"{bench}, line 3 (id 'q-empty')", "reason": "context is empty"}]
+    assert summary["examples"] == 3 and summary["prompt_set"] == "lloco-paper"
     assert list(summary["systems"]) == list(ALL_SYSTEMS) and summary["adapter_key"] == "ad-test"
     s = summary["systems"]
     assert s["lloco"]["mean_prompt_tokens"] < s["truncated"]["mean_prompt_tokens"] <= 384
@@ -92,8 +112,26 @@ def test_bad_input(setup, tmp_path):
         evaluate(EvaluateConfig(eval_set=str(bench), adapter_key="missing", **settings(root)))
     with pytest.raises(InputError, match="no such file"):
         evaluate(EvaluateConfig(eval_set=str(tmp_path / "absent.jsonl"), **settings(root)))
+    with pytest.raises(InputError, match="adapter 'ad-test' of corpus 'c' held out no questions"):
+        evaluate(EvaluateConfig(**settings(root)))  # no eval set, and this adapter recorded no held-out part
+    with pytest.raises(ValueError, match="eval_corpus must differ"):
+        EvaluateConfig(eval_set=str(bench), eval_corpus="c", **settings(root))
+    all_empty = tmp_path / "empty-contexts.jsonl"
+    all_empty.write_text(json.dumps({"_id": "e", "input": "q?", "context": " ", "answers": ["a"], "dataset": "qasper"}) + "\n")
+    with pytest.raises(InputError, match=r"no examples \(1 records skipped, .*context is empty"):
+        evaluate(EvaluateConfig(eval_set=str(all_empty), **settings(root)))
+    assert not (Path(root) / "eval-empty-contexts").exists()
 
 
 def test_truncate_middle_keeps_both_ends():
     assert truncate_middle(list(range(10)), 4) == [0, 1, 8, 9]
     assert truncate_middle([1, 2], 5) == [1, 2] and truncate_middle([1, 2], 0) == []
+
+
+def test_decoder_dtype_is_part_of_the_eval_key():
+    from lloco_core.qa.evaluate import eval_key
+
+    config = EvaluateConfig(corpus="c", eval_set="qasper.jsonl")
+    key = eval_key(config, "ad", "enc", "sha", "weights")
+    assert eval_key(config.model_copy(update={"dtype": "float16"}), "ad", "enc", "sha", "weights") != key
+    assert eval_key(config.model_copy(update={"batch_size": 2, "device": "cpu"}), "ad", "enc", "sha", "weights") == key

@@ -48,11 +48,31 @@ def trained(corpus: dict) -> dict:
 def test_loss_falls_clearly(trained: dict) -> None:
     s = trained["summary"]
     curve = json.loads(Path(s["adapter_uri"], "loss.json").read_text())
-    first = sum(p["loss"] for p in curve[:4]) / 4  # one epoch of 4 examples
-    last = sum(p["loss"] for p in curve[-4:]) / 4
+    n = s["examples"]  # one document's questions are held out: 2 of the 4 train
+    first = sum(p["loss"] for p in curve[:n]) / n  # one epoch
+    last = sum(p["loss"] for p in curve[-n:]) / n
     print(f"loss first epoch {first:.3f} -> last epoch {last:.3f} over {s['steps']} steps in {trained['seconds']:.1f}s")
-    assert s["steps"] == 48 and len(curve) == 48
+    assert n == 2 and s["steps"] == 12 * n == len(curve)
     assert last < 0.5 * first, (first, last)
+
+
+def test_held_out_documents_are_never_trained_on_and_evaluate_reads_them(trained: dict, corpus: dict) -> None:
+    from lloco_core.qa.config import EvaluateConfig
+    from lloco_core.qa.evaluate import evaluate
+
+    s = trained["summary"]
+    split = s["split"]
+    assert (split["train_documents"], split["train_questions"], split["heldout_questions"]) == (1, 2, 2)
+    (held,) = split["heldout_documents"]
+    lines = [json.loads(line) for line in Path(corpus["qa"]).read_text().splitlines()]
+    heldout = [json.loads(line) for line in Path(s["adapter_uri"], "heldout.jsonl").read_text().splitlines()]
+    assert [h["id"] for h in heldout] == [line["id"] for line in lines if line["doc_id"] == held]
+    assert split["heldout"] == f"{s['adapter_uri']}/heldout.jsonl"
+    # `lloco evaluate` without an eval set scores exactly the held-out questions
+    summary = evaluate(EvaluateConfig(root=corpus["root"], corpus="c", device="cpu", systems=["lloco"], max_new_tokens=2))
+    assert summary["eval_set"] == split["heldout"] and summary["examples"] == 2 and summary["adapter_key"] == s["adapter_key"]
+    rows = [json.loads(line) for line in Path(summary["out"], "predictions.jsonl").read_text().splitlines()]
+    assert {r["doc_id"] for r in rows} == {held}
 
 
 def test_runs_through_deepspeed_zero2(trained: dict) -> None:
@@ -155,6 +175,8 @@ def test_key_changes_with_settings_and_data(corpus: dict) -> None:
     key = plan_finetune(base).adapter_key
     assert plan_finetune(base.model_copy(update={"checkpoint_every": 7})).adapter_key == key
     assert plan_finetune(base.model_copy(update={"lora_r": 4})).adapter_key != key
+    assert plan_finetune(base.model_copy(update={"holdout": 0.0})).adapter_key != key
+    assert plan_finetune(base.model_copy(update={"prompt_set": "lloco-v1"})).adapter_key != key
     other_qa = Path(corpus["work"]) / "qa-other.jsonl"
     other_qa.write_text(Path(corpus["qa"]).read_text().replace("Alan Petrie", "Nora Brennan"))
     assert plan_finetune(base.model_copy(update={"qa": str(other_qa)})).adapter_key != key

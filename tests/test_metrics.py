@@ -90,6 +90,9 @@ def test_rouge_l_hand_computed() -> None:
         ("answer: (d)", "D"),
         ("Answer: A. The tower", "A"),
         ("The correct option is (B).", "B"),
+        ("B. Paris", "B"),  # the official QuALITY answer target: "<letter>. <option text>"
+        ("A. a tower by the sea", "A"),
+        ("C. The answer is in the letter", "C"),
         ("I think (C) is right, not (A).", "C"),
         ("A cat sat on the mat", None),  # an article, not option A
         ("the answer is a tower", None),
@@ -106,6 +109,7 @@ def test_choice_accuracy() -> None:
     assert choice_accuracy("B", "C") == 0.0
     assert choice_accuracy("I cannot tell", "A") == 0.0
     assert accuracy("(A)", ["A"]) == 1.0
+    assert accuracy("B. Paris", ["B"]) == 1.0 and accuracy("B. Paris", ["C"]) == 0.0
     with pytest.raises(ValueError, match="A-D"):
         choice_accuracy("A", "E")
 

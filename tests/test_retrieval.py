@@ -7,7 +7,7 @@ import pytest
 from lloco_core.config import CompressConfig, IngestConfig
 from lloco_core.errors import InputError
 from lloco_core.model.compress import compress
-from lloco_core.qa.retrieval import BM25Retriever, SegmentKey, make_retriever, rank_segments, select_corpus_segments, select_segments
+from lloco_core.qa.retrieval import BM25Retriever, SegmentKey, make_retriever, rank_segments, select_corpus_segments
 from lloco_core.store.documents import ingest
 from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
 from lloco_core.store.storage import Store
@@ -40,8 +40,9 @@ def test_needle_segment_ranks_first(needle_corpus):
     holding = [i for i, t in enumerate(doc.text) if NEEDLE in t]
     assert len(holding) == 1
     assert rank_segments(QUESTION, doc.text)[0] == holding[0]
-    chosen = select_segments(QUESTION, doc.text, budget=3)
-    assert holding[0] in chosen and chosen == sorted(chosen) and len(chosen) == 3
+    chosen = select_corpus_segments(QUESTION, [(SegmentKey("long", i), t) for i, t in enumerate(doc.text)], budget=3)
+    assert holding[0] in [k.segment_index for k in chosen] and [k.segment_index for k in chosen] == sorted(k.segment_index for k in chosen)
+    assert len(chosen) == 3
 
 
 def test_corpus_wide_retrieval_finds_the_needle_across_documents(needle_corpus):
@@ -60,10 +61,11 @@ def test_corpus_wide_retrieval_finds_the_needle_across_documents(needle_corpus):
         assert indices == sorted(indices)
 
 
-def test_short_documents_use_every_segment_and_zero_budget_none():
+def test_small_corpora_use_every_segment_and_zero_budget_none():
     texts = ["alpha beta", "gamma delta", "epsilon"]
-    assert select_segments("gamma", texts, budget=5) == [0, 1, 2]
-    assert select_segments("gamma", texts, budget=0) == []
+    segments = [(SegmentKey("d", i), t) for i, t in enumerate(texts)]
+    assert [k.segment_index for k in select_corpus_segments("gamma", segments, budget=5)] == [0, 1, 2]
+    assert select_corpus_segments("gamma", segments, budget=0) == []
     assert BM25Retriever().scores("zzz unknownword", texts).tolist() == [0.0, 0.0, 0.0]
 
 

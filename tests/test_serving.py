@@ -34,7 +34,8 @@ def test_export_is_a_seq_by_hidden_tensor_beside_the_adapter(setup):
     assert tensor.shape[0] == 3 * answerer.summary_length + len(answerer.render(Question(config.question, "alpha")))
     with safe_open(path, "pt") as f:
         meta = f.metadata()
-    assert meta["adapter_key"] == "ad-test" and json.loads(meta["segments"]) == result["segments"]
+    assert meta["adapter_key"] == "ad-test" and json.loads(meta["segments"]) == [["alpha", 0], ["alpha", 1], ["alpha", 2]]
+    assert result["documents"][0]["segments"] == [[0, 2]] and result["summary_vectors"] == 3 * answerer.summary_length
     assert "--enable-prompt-embeds" in result["serve"] and "--enable-lora" in result["serve"] and "ad-test=" in result["serve"]
     expected = answerer.answer([Question(config.question, "alpha")])[0]
     served = generate_batch(answerer.model, answerer.tokenizer, [tensor], 8)[0]

@@ -11,12 +11,12 @@ import json
 import sys
 from typing import Any
 
-from lloco_core.training.finetune import FinetuneConfig, finetune
+from lloco_core.training.config import FinetuneConfig
 
 from ._options import add_store_options, store_fields
 
-INT_OPTIONS = ("epochs", "max_steps", "micro_batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "checkpoint_every", "keep_checkpoints", "decoder_window", "seed", "zero_stage")
-FLOAT_OPTIONS = ("learning_rate", "lora_dropout", "warmup_ratio")
+INT_OPTIONS = ("epochs", "max_steps", "micro_batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "checkpoint_every", "keep_checkpoints", "max_segments", "seed", "zero_stage")
+FLOAT_OPTIONS = ("learning_rate", "lora_dropout", "warmup_ratio", "holdout")
 
 
 def progress(event: dict[str, Any]) -> None:
@@ -25,6 +25,8 @@ def progress(event: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from lloco_core.training.finetune import finetune
+
     options = {k: v for k, v in vars(args).items() if k in FinetuneConfig.model_fields and v is not None}
     options.update(store_fields(args))
     return finetune(FinetuneConfig(**options), on_progress=progress)
@@ -38,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output-key", dest="output_key", help="adapter folder name (default: content-derived adapter key)")
     parser.add_argument("--encoder-key", dest="encoder_key", help="embeddings to use (default: the corpus's only encoder)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--prompt-set", dest="prompt_set", choices=["lloco-paper", "lloco-v1"], help=FinetuneConfig.model_fields["prompt_set"].description)
     for name in INT_OPTIONS:
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=int, help=FinetuneConfig.model_fields[name].description)
     for name in FLOAT_OPTIONS:

@@ -1,9 +1,15 @@
 """The LLoCO decoder: the base LLaMA weights (plus an optional per-corpus LoRA adapter) reading
-`[ selected summary vectors in document order ; embed(prompt tokens, BOS first) ]`.
 
-Training (finetune) and inference (question answering) both build their inputs here, so the two can
-never disagree on the layout. LLoCO uses no projector: summary vectors go straight into the
-decoder's embedding space, which is why their hidden size must equal the decoder's.
+    [ summary vectors of the document's segments, in order ; embed(prompt tokens) ]
+
+exactly as the official LLoCO finetune/inference code builds it: no BOS (unless an older prompt
+set asks for one), prompt and answer tokenized separately with `add_special_tokens=False`, the
+answer followed by EOS, positions counted from 0 at the first summary vector, and up to 80 segments
+of a named document (the official preprocessing keeps the first 122,880 tokens, 80 segments of
+1,536). Training (`training/examples.py`) and inference (`qa/answer.py`) both build their inputs
+with `encode_request`, `document_segments` and `build_decoder_inputs`, so the two never disagree.
+LLoCO uses no projector: summary vectors go straight into the decoder's embedding space, which is
+why their hidden size must equal the decoder's.
 """
 
 from __future__ import annotations
@@ -12,16 +18,57 @@ import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import fsspec
 import torch
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lloco_core.errors import InputError
 from lloco_core.model.autocompressor import compute_dtype, flash_attention_available, load_autocompressor, resolve_device
+from lloco_core.qa.prompts import PromptSet
 
 IGNORE_INDEX = -100
 """Label value the loss skips (torch's CrossEntropyLoss default)."""
+
+MAX_DOCUMENT_SEGMENTS = 80
+"""Segments of one document the official LLoCO decoder reads: 4,000 summary vectors at 50 per segment."""
+
+DECODER_DTYPES: dict[str, torch.dtype] = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+class PromptRequest(Protocol):
+    """What a prompt is rendered from: a QA line (`QAItem`) or a question (`Question`)."""
+
+    question: str
+    task: str
+    options: list[str] | None
+
+
+def encode_request(
+    tokenizer: PreTrainedTokenizerBase, prompts: PromptSet, request: PromptRequest, answer: str | None = None, max_answer_tokens: int | None = None
+) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) as the decoder reads them after the summary vectors.
+
+    The prompt is the request rendered with its task's template and tokenized alone without
+    special tokens (BOS first only when the prompt set says so); the answer, when given (training),
+    is the template's target text tokenized alone, cut to `max_answer_tokens`, then EOS.
+    KeyError when the set has no template for the task.
+    """
+    template = prompts.for_task(request.task)
+    prompt = tokenizer(template.render(request.question, request.options), add_special_tokens=False)["input_ids"]
+    if prompts.bos:
+        prompt = [tokenizer.bos_token_id, *prompt]
+    if answer is None:
+        return prompt, []
+    target = tokenizer(template.answer_text(answer, request.options), add_special_tokens=False)["input_ids"]
+    return prompt, [*target[:max_answer_tokens], tokenizer.eos_token_id]
+
+
+def document_segments(n_segments: int, max_segments: int = MAX_DOCUMENT_SEGMENTS) -> list[int]:
+    """Positions (in document order) of the segments a question about one document reads: the
+    first `max_segments`, as the official code truncates a document to its first 80 segments."""
+    return list(range(min(n_segments, max_segments)))
 
 
 def check_hidden_size(model: PreTrainedModel, hidden_size: int, where: str = "the stored embeddings") -> None:
@@ -35,11 +82,12 @@ def check_hidden_size(model: PreTrainedModel, hidden_size: int, where: str = "th
 
 
 def build_decoder_inputs(model: PreTrainedModel, summaries: torch.Tensor | None, prompt_ids: Sequence[int]) -> torch.Tensor:
-    """One example's decoder input embeddings, shape [n_seg*S + len(prompt_ids), H].
+    """One example's decoder input embeddings `[summaries ; embed(prompt_ids)]`, shape [n_seg*S + len(prompt_ids), H].
 
     `summaries` is [n_seg, S, H] (the selected segments, already in document order; None or n_seg=0
-    for no context); `prompt_ids` are token ids with BOS first (the caller adds BOS, the tokenizer's
-    `add_special_tokens` is not relied on). Summaries are cast to the embedding dtype and device.
+    for no context); `prompt_ids` come from `encode_request` (plus the answer ids when training).
+    Summaries are cast to the embedding dtype and device, as the official code casts them to the
+    decoder's float16.
     """
     embed = model.get_input_embeddings()
     weight = embed.weight
@@ -94,19 +142,6 @@ def pad_batch(
     return DecoderBatch(out, mask, positions, lab)
 
 
-def context_budget_segments(window: int, summary_length: int, prompt_tokens: int, reserve_tokens: int = 0) -> int:
-    """How many summary segments fit the decoder window beside the prompt.
-
-    `window` is the decoder's context length in positions (e.g. 4096 for LLaMA-2; see
-    `decoder_window`), `prompt_tokens` the prompt length with BOS, `reserve_tokens` what must stay
-    free after it (the answer during training, `max_new_tokens` when generating). Never negative.
-    """
-    if summary_length <= 0:
-        raise ValueError("summary_length must be positive")
-    free = window - prompt_tokens - reserve_tokens
-    return max(0, free // summary_length)
-
-
 def decoder_window(model_or_config: PreTrainedModel | object, override: int | None = None) -> int:
     """The decoder's context length: an explicit override, else the config's max_position_embeddings."""
     if override:
@@ -131,17 +166,18 @@ def _local_adapter(adapter: str) -> tuple[str, tempfile.TemporaryDirectory | Non
     return tmp.name, tmp
 
 
-def load_decoder(model_path: str, adapter_path_or_uri: str | None = None, device: str = "auto") -> PreTrainedModel:
+def load_decoder(model_path: str, adapter_path_or_uri: str | None = None, device: str = "auto", dtype: str = "auto") -> PreTrainedModel:
     """The decoder for training or inference: the AutoCompressor checkpoint's LLaMA weights, with
     the PEFT LoRA adapter applied when one is given (a folder or an fsspec URL such as
     `s3://bucket/root/corpus/adapters/<key>`). Returns a `LlamaAutoCompressorModel` or a
-    `peft.PeftModel` wrapping it, in eval mode, float32 on CPU and bf16 on CUDA.
+    `peft.PeftModel` wrapping it, in eval mode, in `dtype` (float16, bfloat16 or float32; auto:
+    float32 on CPU and bf16 on CUDA; the official inference ran float16).
 
     Summary vectors from `embed_summary` are not used by the decoder; loading the same class keeps
     one loading path for compressor and decoder.
     """
     torch_device = resolve_device(device)
-    dtype = compute_dtype(torch_device)
+    dtype = DECODER_DTYPES[dtype] if dtype != "auto" else compute_dtype(torch_device)
     attn = "flash_attention_2" if torch_device.type == "cuda" and flash_attention_available() else "sdpa"
     model = load_autocompressor(model_path, dtype=dtype, attn_implementation=attn)
     if adapter_path_or_uri:

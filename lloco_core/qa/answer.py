@@ -1,18 +1,21 @@
-"""Answer questions from a compressed corpus: retrieve segments, feed their summary vectors and the
+"""Answer questions from a compressed corpus: pick segments, feed their summary vectors and the
 prompt to the decoder (with the corpus's LoRA adapter), generate with a KV cache.
 
-The decoder input is `[ selected summary vectors in document order ; embed(prompt, BOS first) ]`
-(`decoder.build_decoder_inputs`), so inference lays out inputs exactly as finetuning did, and the
-prompt is rendered with the template saved beside the adapter. Requests are generated in batches
-(left padding, positions counted over real tokens), greedy by default; each answer reports the
-segments it read, the prompt tokens (positions) the decoder saw, and the latency of its batch.
+The decoder input is `[ summary vectors in document order ; embed(prompt) ]`, built with the same
+functions finetuning uses (`model/decoder.py`: `encode_request`, `document_segments`,
+`build_decoder_inputs`), and the prompt is rendered with the prompt set saved beside the adapter.
+A question that names its document reads that document's first segments (up to `max_segments`,
+80 as in LLoCO); a corpus-wide question reads the `top_k` segments BM25 (or a dense retriever)
+ranks best over the whole corpus. Requests are generated in batches (left padding, positions
+counted over real tokens), greedy by default; each answer reports the segments it read (as
+ranges), the decoder positions and the latency of its batch.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -20,14 +23,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from lloco_core.errors import InputError
 from lloco_core.model.autocompressor import load_tokenizer
-from lloco_core.model.decoder import build_decoder_inputs, context_budget_segments, decoder_window, load_decoder, pad_batch
+from lloco_core.model.decoder import build_decoder_inputs, decoder_window, document_segments, encode_request, load_decoder, pad_batch
 from lloco_core.qa.config import AskConfig, GenerationConfig
 from lloco_core.qa.prompts import PromptSet, default_prompts
-from lloco_core.qa.retrieval import SegmentKey, make_retriever, select_corpus_segments, select_segments
+from lloco_core.qa.retrieval import SegmentKey, make_retriever, select_corpus_segments
 from lloco_core.store.documents import DocumentTable
 from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
 from lloco_core.store.storage import Store
 from lloco_core.training.adapters import AdapterInfo, resolve_adapter
+
+DEFAULT_TOP_K = 5
+"""Segments a corpus-wide question reads unless told otherwise (`AskConfig.top_k`)."""
 
 
 @dataclass(frozen=True)
@@ -40,28 +46,87 @@ class Question:
     options: list[str] | None = None
 
 
+def segment_ranges(indices: Sequence[int]) -> list[list[int]]:
+    """Runs of consecutive segment indices as [first, last] pairs: [0, 1, 2, 7] -> [[0, 2], [7, 7]]."""
+    ranges: list[list[int]] = []
+    for i in indices:
+        if ranges and i == ranges[-1][1] + 1:
+            ranges[-1][1] = i
+        else:
+            ranges.append([i, i])
+    return ranges
+
+
+def documents_read(segments: Sequence[SegmentKey], totals: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """The documents a decoder input read, in reading order, each with its segment ranges (and how
+    many segments it has, when known): a few lines however many segments were read."""
+    order: dict[str, list[int]] = {}
+    for key in segments:
+        order.setdefault(key.doc_id, []).append(key.segment_index)
+    out = []
+    for doc_id, indices in order.items():
+        entry: dict[str, Any] = {"doc_id": doc_id, "segments": segment_ranges(indices)}
+        if totals and doc_id in totals:
+            entry["segments_total"] = totals[doc_id]
+        out.append(entry)
+    return out
+
+
+@dataclass
+class Prepared:
+    """One decoder input ready to generate from: `[summary vectors ; prompt tokens]`."""
+
+    embeds: torch.Tensor  # [L, H]
+    segments: list[SegmentKey]
+    prompt_ids: list[int] = field(default_factory=list)
+    segments_total: dict[str, int] = field(default_factory=dict)  # doc_id -> segments it has
+
+    @property
+    def positions(self) -> int:
+        return int(self.embeds.shape[0])
+
+
 @dataclass
 class Answer:
     question: str
     answer: str
     doc_id: str | None
-    segments: list[dict[str, Any]]  # [{"doc_id", "segment_index"}] in the order the decoder read them
-    prompt_tokens: int  # decoder positions: summary vectors + prompt tokens
+    task: str
+    segments: list[SegmentKey]  # in the order the decoder read them
+    summary_vectors: int  # decoder positions taken by summary vectors
+    prompt_tokens: int  # decoder positions taken by prompt tokens
     generated_tokens: int
     latency_s: float  # wall time of the batch this answer was generated in (prefill + decode)
     adapter_key: str | None = None
+    prompt_set: str = ""
     token_ids: list[int] = field(default_factory=list)
+    segments_total: dict[str, int] = field(default_factory=dict)
+    prompt_ids: list[int] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def positions(self) -> int:
+        return self.summary_vectors + self.prompt_tokens
 
-
-@dataclass
-class Prepared:
-    """One decoder input ready to generate from."""
-
-    embeds: torch.Tensor  # [L, H]
-    segments: list[SegmentKey]
+    def as_dict(self, verbose: bool = False) -> dict[str, Any]:
+        """A compact summary (the answer, documents with segment ranges, positions, latency); with
+        `verbose`, also every segment read, the prompt and the generated token ids."""
+        out: dict[str, Any] = {
+            "answer": self.answer,
+            "question": self.question,
+            "doc_id": self.doc_id,
+            "task": self.task,
+            "documents": documents_read(self.segments, self.segments_total),
+            "positions": {"summary_vectors": self.summary_vectors, "prompt_tokens": self.prompt_tokens, "total": self.positions},
+            "generated_tokens": self.generated_tokens,
+            "latency_s": self.latency_s,
+            "adapter_key": self.adapter_key,
+            "prompt_set": self.prompt_set,
+        }
+        if verbose:
+            out["segments"] = [[k.doc_id, k.segment_index] for k in self.segments]
+            out["prompt_ids"] = self.prompt_ids
+            out["token_ids"] = self.token_ids
+        return out
 
 
 @dataclass
@@ -115,36 +180,39 @@ def generate_batch(
     return results
 
 
-def prompt_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
-    """BOS then the prompt's tokens: added by hand, never left to `add_special_tokens`."""
-    return [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]
-
-
-def resolve_generation(config: GenerationConfig, store: Store) -> tuple[AdapterInfo | None, str, str]:
-    """Adapter (named, newest finished, or none), base model path and encoder key, without loading a model."""
+def resolve_generation(config: GenerationConfig, store: Store, context_corpus: str | None = None) -> tuple[AdapterInfo | None, str, str]:
+    """Adapter (named, newest finished, or none), base model path and encoder key, without loading a
+    model. The adapter comes from `config.corpus`, the embeddings from `context_corpus` (default the same)."""
     adapter = None if config.no_adapter else resolve_adapter(store, config.corpus, config.adapter_key, required=config.adapter_key is not None)
     model = config.model or (adapter.base_model if adapter else None)
     if not model:
         raise InputError(f"corpus {config.corpus!r}: no adapter to take the base model from; pass --model")
-    encoder_key = pick_encoder(store, config.corpus, config.encoder_key or (adapter.encoder_key if adapter else None))
+    encoder_key = pick_encoder(store, context_corpus or config.corpus, config.encoder_key or (adapter.encoder_key if adapter else None))
     return adapter, model, encoder_key
 
 
 class Answerer:
-    """A loaded decoder (+ adapter) over one corpus's embeddings; answers many questions."""
+    """A loaded decoder (+ adapter) over one corpus's embeddings; answers many questions.
 
-    def __init__(self, config: GenerationConfig) -> None:
+    The adapter (and its prompt set) comes from `config.corpus`; the documents and summaries from
+    `context_corpus` when given (evaluation reads benchmark contexts from their own corpus, with
+    the evaluated corpus's adapter), else from the same corpus. `top_k` segments are read for a
+    question that names no document.
+    """
+
+    def __init__(self, config: GenerationConfig, context_corpus: str | None = None, top_k: int = DEFAULT_TOP_K) -> None:
         self.config = config
         self.store = Store.from_config(config)
-        self.corpus = config.corpus
-        self.documents = DocumentTable(self.store, config.corpus).current()
+        self.corpus = context_corpus or config.corpus
+        self.top_k = top_k
+        self.documents = DocumentTable(self.store, self.corpus).current()
         if not self.documents:
-            raise InputError(f"corpus {config.corpus!r} does not exist in {self.store.uri(self.store.root)} (it has no documents)")
-        self.adapter, model, self.encoder_key = resolve_generation(config, self.store)
+            raise InputError(f"corpus {self.corpus!r} does not exist in {self.store.uri(self.store.root)} (it has no documents)")
+        self.adapter, model, self.encoder_key = resolve_generation(config, self.store, self.corpus)
         self.model_path = model
-        self.embeddings = EmbeddingStore(self.store, config.corpus, self.encoder_key)
+        self.embeddings = EmbeddingStore(self.store, self.corpus, self.encoder_key)
         self.index = self.embeddings.current_index(self.documents)
-        self.model = load_decoder(model, self.adapter.uri if self.adapter else None, config.device)
+        self.model = load_decoder(model, self.adapter.uri if self.adapter else None, config.device, config.dtype)
         self.tokenizer = load_tokenizer(model)
         self.prompts: PromptSet = self.adapter.prompts if self.adapter else default_prompts()
         self.summary_length = int(self.model.config.summary_length)
@@ -153,15 +221,11 @@ class Answerer:
 
     # context -----------------------------------------------------------------------------------
     def render(self, q: Question) -> list[int]:
+        """The prompt token ids of a question, as the adapter was trained to read them."""
         try:
-            template = self.prompts.for_task(q.task)
+            return encode_request(self.tokenizer, self.prompts, q)[0]
         except KeyError as err:
-            raise InputError(str(err)) from None
-        return prompt_ids(self.tokenizer, template.render(q.question, q.options))
-
-    def budget(self, n_prompt: int) -> int:
-        budget = context_budget_segments(self.window, self.summary_length, n_prompt, self.config.max_new_tokens)
-        return min(budget, self.config.max_segments) if self.config.max_segments else budget
+            raise InputError(str(err.args[0])) from None
 
     def check_document(self, doc_id: str) -> None:
         if doc_id not in self.documents:
@@ -169,27 +233,27 @@ class Answerer:
         if doc_id not in self.index:
             raise InputError(f"document {doc_id!r} of corpus {self.corpus!r} has no committed embeddings under {self.encoder_key}: run `lloco compress`")
 
-    def context(self, q: Question, budget: int) -> tuple[list[SegmentKey], torch.Tensor | None]:
-        """The segments to read (document order) and their summaries [n, S, H]."""
-        if budget <= 0:
-            return [], None
+    def context(self, q: Question) -> tuple[list[SegmentKey], torch.Tensor | None, dict[str, int]]:
+        """The segments to read (document order), their summaries [n, S, H], and each read
+        document's segment count. A named document: its first `max_segments` segments; the corpus:
+        the `top_k` best-ranked segments."""
         if q.doc_id is not None:
             self.check_document(q.doc_id)
             doc = self.embeddings.read_document(q.doc_id, index=self.index)
-            chosen = select_segments(q.question, doc.text, budget, self.retriever)
-            return [SegmentKey(q.doc_id, doc.segment_index[i]) for i in chosen], doc.summaries[chosen]
+            chosen = document_segments(len(doc.segment_index), self.config.max_segments)
+            return [SegmentKey(q.doc_id, doc.segment_index[i]) for i in chosen], doc.summaries[chosen], {q.doc_id: len(doc.segment_index)}
         docs = {doc_id: self.embeddings.read_document(doc_id, index=self.index) for doc_id in sorted(self.index)}
         candidates = [(SegmentKey(d, s), t) for d, doc in docs.items() for s, t in zip(doc.segment_index, doc.text)]
-        keys = select_corpus_segments(q.question, candidates, budget, self.retriever)
+        keys = select_corpus_segments(q.question, candidates, self.top_k, self.retriever)
         if not keys:
-            return [], None
+            return [], None, {}
         rows = [docs[k.doc_id].summaries[docs[k.doc_id].segment_index.index(k.segment_index)] for k in keys]
-        return keys, torch.stack(rows)
+        return keys, torch.stack(rows), {k.doc_id: len(docs[k.doc_id].segment_index) for k in keys}
 
     def prepare(self, q: Question) -> Prepared:
         ids = self.render(q)
-        segments, summaries = self.context(q, self.budget(len(ids)))
-        return Prepared(build_decoder_inputs(self.model, summaries, ids), segments)
+        segments, summaries, totals = self.context(q)
+        return Prepared(build_decoder_inputs(self.model, summaries, ids), segments, ids, totals)
 
     # generation --------------------------------------------------------------------------------
     def generate(self, prepared: Sequence[Prepared], use_cache: bool = True, adapter: bool = True) -> list[Generated]:
@@ -215,18 +279,26 @@ class Answerer:
                 question=q.question,
                 answer=g.text,
                 doc_id=q.doc_id,
-                segments=[{"doc_id": k.doc_id, "segment_index": k.segment_index} for k in p.segments],
-                prompt_tokens=int(p.embeds.shape[0]),
+                task=q.task,
+                segments=p.segments,
+                summary_vectors=p.positions - len(p.prompt_ids),
+                prompt_tokens=len(p.prompt_ids),
                 generated_tokens=len(g.token_ids),
                 latency_s=round(g.latency_s, 6),
                 adapter_key=self.adapter.key if self.adapter else None,
+                prompt_set=self.prompts.name,
                 token_ids=g.token_ids,
+                segments_total=p.segments_total,
+                prompt_ids=p.prompt_ids,
             )
             for q, p, g in zip(questions, prepared, generated)
         ]
 
 
+def ask_question(config: AskConfig) -> Question:
+    return Question(config.question, config.doc_id, config.task, config.options)
+
+
 def answer(config: AskConfig) -> Answer:
     """Answer one question (the `lloco ask` library call)."""
-    answerer = Answerer(config)
-    return answerer.answer([Question(config.question, config.doc_id, config.task, config.options)])[0]
+    return Answerer(config, top_k=config.top_k).answer([ask_question(config)])[0]

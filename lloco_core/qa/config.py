@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from lloco_core.config import CorpusConfig, Device
+from lloco_core.config import CorpusConfig, Device, check_name
+from lloco_core.qa.prompts import Task
 
-Task = Literal["qa", "multiple_choice", "query_summary"]
+DecoderDtype = Literal["auto", "float16", "bfloat16", "float32"]
 RetrieverKind = Literal["bm25", "dense"]
 SystemName = Literal["no_context", "truncated", "retrieval", "lloco_base", "lloco"]
 ALL_SYSTEMS: tuple[str, ...] = ("no_context", "truncated", "retrieval", "lloco_base", "lloco")
@@ -29,9 +30,10 @@ class GenerationConfig(CorpusConfig):
     seed: int = Field(default=0, description="Seed for sampling.")
     batch_size: int = Field(default=8, ge=1, le=1024, description="Questions generated together.")
     device: Device = Field(default="auto", description="auto picks CUDA when present.")
-    window: int | None = Field(default=None, ge=16, description="Decoder context length; default: the model's max_position_embeddings.")
-    max_segments: int | None = Field(default=None, ge=1, description="Cap on segments read per question (LLoCO: 80 for a 4k decoder).")
-    retriever: RetrieverKind = Field(default="bm25", description="How segments are ranked when a document exceeds the budget.")
+    dtype: DecoderDtype = Field(default="auto", description="Decoder dtype (the official inference ran float16); auto: bfloat16 on CUDA, float32 on CPU.")
+    window: int | None = Field(default=None, ge=16, description="Decoder context length for the raw-text baselines and the vLLM command; default: the model's max_position_embeddings.")
+    max_segments: int = Field(default=80, ge=1, description="Most segments of a named document the decoder reads, from its start (LLoCO: 80, i.e. 122,880 tokens at 1,536 per segment).")
+    retriever: RetrieverKind = Field(default="bm25", description="How segments are ranked for corpus-wide questions and the raw-text retrieval baseline.")
     dense_model: str | None = Field(default=None, description="sentence-transformers model folder for retriever=dense.")
 
     @model_validator(mode="after")
@@ -46,15 +48,28 @@ class AskConfig(GenerationConfig):
 
     question: str = Field(min_length=1, description="The question.")
     doc_id: str | None = Field(default=None, description="Document to answer from; default: retrieve over the whole corpus.")
-    task: Task = Field(default="qa", description="Prompt template: qa, multiple_choice or query_summary.")
-    options: list[str] | None = Field(default=None, description="Answer options (multiple_choice).")
+    task: Task = Field(default="qa", description="Prompt template: qa, or a benchmark's (quality, qasper, narrativeqa, qmsum, hotpotqa).")
+    options: list[str] | None = Field(default=None, description="Answer options (quality / multiple_choice).")
+    top_k: int = Field(default=5, ge=1, le=1000, description="Segments retrieved over the whole corpus when the question names no document.")
 
 
 class EvaluateConfig(GenerationConfig):
-    eval_set: str = Field(description="Eval JSONL: LongBench/QuALITY benchmark file, or a corpus QA file (lines with doc_id).")
+    eval_set: str | None = Field(default=None, description="Eval JSONL: LongBench/QuALITY benchmark file, or a corpus QA file (lines with doc_id); default: the adapter's held-out questions.")
+    eval_corpus: str | None = Field(default=None, description="Corpus that holds a benchmark's contexts; default: eval-<file name>. Never the corpus being evaluated.")
     format: Literal["auto", "longbench", "quality", "corpus"] = Field(default="auto", description="auto: a file whose lines have doc_id is a corpus QA file, else the benchmark format is detected.")
     dataset: str | None = Field(default=None, description="LongBench dataset name when records lack a `dataset` field.")
     limit: int | None = Field(default=None, ge=1, description="Evaluate the first N examples only.")
     systems: list[SystemName] = Field(default_factory=lambda: list(ALL_SYSTEMS), min_length=1, description="Systems to compare.")
-    top_k: int | None = Field(default=None, ge=1, description="Raw-text retrieval: most segments kept (default: as many as fit the window).")
+    top_k: int | None = Field(default=None, ge=1, description="Raw-text retrieval baseline: most segments kept (default: as many as fit the window).")
     force: bool = Field(default=False, description="Recompute even when this eval key has a finished report.")
+
+    @field_validator("eval_corpus")
+    @classmethod
+    def _eval_corpus_is_a_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "eval corpus")
+
+    @model_validator(mode="after")
+    def _eval_corpus_is_not_the_corpus(self) -> EvaluateConfig:
+        if self.eval_corpus is not None and self.eval_corpus == self.corpus:
+            raise ValueError(f"eval_corpus must differ from corpus {self.corpus!r}: benchmark contexts never enter the evaluated corpus")
+        return self

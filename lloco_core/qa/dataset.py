@@ -2,15 +2,18 @@
 
 Line fields: `id` (unique), `doc_id` (a document of the corpus), `question`, `answers` (non-empty
 list of non-empty strings), optional `options` (multiple choice; answers then name the option
-letter, or an option's exact text, which is turned into its letter) and `task` (`qa`,
-`multiple_choice`, `query_summary`; default `multiple_choice` when options are given, else `qa`).
-Every error names the file and the line, so a user can fix the data in one pass.
+letter, an option's exact text, or both as in `B. Paris`, and are stored as the letter) and
+`task`: a prompt template (`qa`, `quality`, `qasper`, `narrativeqa`, `qmsum`, `hotpotqa`) or an
+older task name (`multiple_choice` = quality, `query_summary` = qmsum); default `quality` when
+options are given, else `qa`. Every error names the file and the line, so a user can fix the data
+in one pass.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +21,13 @@ from typing import Any
 import fsspec
 
 from lloco_core.errors import InputError
-from lloco_core.qa.prompts import OPTION_LETTERS, TASKS
+from lloco_core.qa.prompts import OPTION_LETTERS, TASK_KINDS, TASKS
+
+HELDOUT_FILE = "heldout.jsonl"
+"""Finetune writes the questions it held out here, in the adapter folder; `lloco evaluate` without
+an eval set reads them."""
+
+_LETTER_AND_TEXT = re.compile(r"^\(?([A-Z])\)?[.)]?\s+(.+)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -78,17 +87,21 @@ def parse_item(record: Any, source: str, line: int) -> QAItem:
         raise _fail(source, line, "missing field 'answers'")
     answers = _string_list(record["answers"], "answers", source, line)
     options = _string_list(record["options"], "options", source, line) if record.get("options") is not None else None
-    task = record.get("task") or ("multiple_choice" if options else "qa")
+    task = record.get("task") or ("quality" if options else "qa")
     if task not in TASKS:
         raise _fail(source, line, f"unknown task {task!r} (use one of {', '.join(TASKS)})")
-    if task == "multiple_choice":
+    if TASK_KINDS[task] == "multiple_choice":
         if not options:
-            raise _fail(source, line, "task 'multiple_choice' needs a non-empty 'options' list")
+            raise _fail(source, line, f"task {task!r} needs a non-empty 'options' list")
+        if len(options) > len(OPTION_LETTERS):
+            raise _fail(source, line, f"at most {len(OPTION_LETTERS)} options")
         letters = OPTION_LETTERS[: len(options)]
         fixed = []
         for a in answers:
             if a in options:
                 a = letters[options.index(a)]
+            elif (m := _LETTER_AND_TEXT.match(a)) and m.group(1) in letters and m.group(2).strip() == options[letters.index(m.group(1))]:
+                a = m.group(1)
             a = a.strip("() .").upper()
             if len(a) != 1 or a not in letters:
                 raise _fail(source, line, f"multiple-choice answer {a!r} is not an option letter {letters[0]}-{letters[-1]} or an option's text")
@@ -153,3 +166,32 @@ def check_documents(data: QAData, available: Iterable[str], corpus: str, encoder
                 f"doc_id {item.doc_id!r} has no committed embeddings in corpus {corpus!r} under encoder {encoder_key} "
                 "(ingest and compress it first, or fix the doc_id)",
             )
+
+
+def item_record(item: QAItem) -> dict[str, Any]:
+    """The QA line an item was read from (answers normalised), for writing a split back as JSONL."""
+    record: dict[str, Any] = {"id": item.id, "doc_id": item.doc_id, "task": item.task, "question": item.question, "answers": item.answers}
+    if item.options is not None:
+        record["options"] = item.options
+    return {**record, **item.extra}
+
+
+def heldout_documents(doc_ids: Iterable[str], fraction: float, seed: int = 0) -> set[str]:
+    """A deterministic share of the documents (by a hash of seed and id, not by file order).
+
+    `round(fraction * n)` documents, at least one when `fraction > 0` and there are two or more
+    documents, never all of them (something must be left to train on).
+    """
+    ids = sorted(set(doc_ids))
+    if fraction <= 0 or len(ids) < 2:
+        return set()
+    count = min(len(ids) - 1, max(1, round(fraction * len(ids))))
+    ranked = sorted(ids, key=lambda d: hashlib.sha256(f"{seed}:{d}".encode()).hexdigest())
+    return set(ranked[:count])
+
+
+def split_by_document(items: list[QAItem], fraction: float, seed: int = 0) -> tuple[list[QAItem], list[QAItem]]:
+    """(train, held out): every question of a held-out document is held out, so the adapter is
+    scored on documents it never saw during training."""
+    held = heldout_documents((i.doc_id for i in items), fraction, seed)
+    return [i for i in items if i.doc_id not in held], [i for i in items if i.doc_id in held]

@@ -1,15 +1,20 @@
 """Loaders for the published JSONL files of long-context benchmarks, from a local path or fsspec URL.
 
-Each benchmark question becomes one ``EvalExample`` that carries its own metric name, so scoring
-never needs to know which benchmark an example came from. Files are read as published (LongBench's
-``data/*.jsonl``, QuALITY's ``QuALITY.v1.0.1.htmlstripped.*``), streamed line by line so ``limit``
-reads only what it needs. A malformed file stops with an ``InputError`` naming file, line and fault.
+Each benchmark question becomes one ``EvalExample`` that carries its prompt template (the paper's
+template of its dataset) and its metric name, so scoring never needs to know which benchmark an
+example came from. Files are read as published (LongBench's ``data/*.jsonl``; QuALITY's own
+``QuALITY.v1.0.1.htmlstripped.*``: ``article_id``, ``article``, ``questions`` with ``question``,
+``options``, 1-based ``gold_label``, ``question_unique_id``), streamed line by line so ``limit``
+reads only what it needs. A record whose context is empty or not a string is skipped and listed
+(``Skipped``, as ingest lists bad documents): it never becomes a document. A malformed file stops
+with an ``InputError`` naming file, line and fault.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import fsspec
@@ -17,17 +22,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lloco_core.errors import InputError
 from lloco_core.qa.metrics import METRICS
+from lloco_core.qa.prompts import Task
+from lloco_core.store.sources import Skipped
 
-Task = Literal["qa", "multiple_choice", "query_summary"]
 Format = Literal["auto", "longbench", "quality"]
 
 LONGBENCH_DATASETS: dict[str, tuple[Task, str]] = {
-    "qasper": ("qa", "qa_f1"),
-    "narrativeqa": ("qa", "qa_f1"),
-    "hotpotqa": ("qa", "hotpot_f1"),
-    "qmsum": ("query_summary", "rouge_l"),
+    "qasper": ("qasper", "qa_f1"),
+    "narrativeqa": ("narrativeqa", "qa_f1"),
+    "hotpotqa": ("hotpotqa", "hotpot_f1"),
+    "qmsum": ("qmsum", "rouge_l"),
 }
-"""LongBench datasets we evaluate: task kind and metric (LongBench's choice, HotpotQA's official F1)."""
+"""LongBench datasets we evaluate: prompt template (the paper's, by dataset) and metric (LongBench's
+choice, HotpotQA's official F1)."""
 
 LONGBENCH_FIELDS = ("_id", "input", "context", "answers")
 QUALITY_FIELDS = ("article", "questions")
@@ -41,7 +48,7 @@ class EvalExample(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(description="Benchmark's own id (LongBench `_id`, QuALITY `question_unique_id`).")
-    task: Task = Field(description="qa, multiple_choice or query_summary; selects the prompt.")
+    task: Task = Field(description="Prompt template, e.g. quality or qasper (lloco_core.qa.prompts).")
     dataset: str = Field(description="Benchmark dataset name, e.g. qasper or quality.")
     context: str = Field(description="The long document the question is about.")
     question: str = Field(description="The question or query, without the context.")
@@ -55,6 +62,23 @@ class EvalExample(BaseModel):
         if value not in METRICS:
             raise ValueError(f"unknown metric {value!r}; known: {sorted(METRICS)}")
         return value
+
+
+@dataclass
+class EvalSet:
+    """A benchmark file's usable examples and the records skipped for a bad context."""
+
+    examples: list[EvalExample] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def context_fault(context: Any) -> str | None:
+    """Why a benchmark context cannot become a document (ingest's rules), or None."""
+    if not isinstance(context, str):
+        return f"context is not a string ({type(context).__name__})"
+    if not context.strip():
+        return "context is empty"
+    return None
 
 
 def _records(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -95,7 +119,7 @@ def _detect(record: dict[str, Any], where: str) -> Literal["longbench", "quality
     )
 
 
-def _longbench(record: dict[str, Any], where: str, dataset: str | None) -> Iterator[EvalExample]:
+def _longbench(record: dict[str, Any], where: str, dataset: str | None) -> Iterator[EvalExample | Skipped]:
     _require(record, LONGBENCH_FIELDS, where, "LongBench")
     name = record.get("dataset") or dataset
     if not name:
@@ -111,6 +135,9 @@ def _longbench(record: dict[str, Any], where: str, dataset: str | None) -> Itera
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
         raise InputError(f"{where}: `answers` must be a non-empty list of strings")
     task, metric = LONGBENCH_DATASETS[name]
+    if (fault := context_fault(record["context"])) is not None:
+        yield Skipped(f"{where} (id {record['_id']!r})", fault)
+        return
     yield EvalExample(
         id=str(record["_id"]), task=task, dataset=name, context=record["context"],
         question=record["input"], answers=answers, metric=metric,
@@ -127,33 +154,37 @@ def _quality_question(article: str, q: dict[str, Any], qid: str, where: str) -> 
     if not isinstance(gold, int) or not 1 <= gold <= 4:
         raise InputError(f"{where}: question {qid}: `gold_label` must be 1-4 (1-based), got {gold!r}")
     return EvalExample(
-        id=qid, task="multiple_choice", dataset="quality", context=article, question=q["question"],
+        id=qid, task="quality", dataset="quality", context=article, question=q["question"],
         answers=[LETTERS[gold - 1]], options=[str(o) for o in options], metric="accuracy",
     )
 
 
-def _quality(record: dict[str, Any], where: str, lineno: int) -> Iterator[EvalExample]:
+def _quality(record: dict[str, Any], where: str, lineno: int) -> Iterator[EvalExample | Skipped]:
     """Official layout (one article, many `questions`) or the flattened one-question-per-row layout
     (as in the Hugging Face ``tasksource/QuALITY`` export)."""
     if "questions" not in record:
         _require(record, QUALITY_FLAT_FIELDS, where, "QuALITY")
         qid = record.get("question_unique_id") or f"quality_line{lineno}"
+        if (fault := context_fault(record["article"])) is not None:
+            yield Skipped(f"{where} (question {qid!r})", fault.replace("context", "article"))
+            return
         yield _quality_question(record["article"], record, str(qid), where)
         return
     _require(record, QUALITY_FIELDS, where, "QuALITY")
     if not isinstance(record["questions"], list):
         raise InputError(f"{where}: `questions` must be a list")
     base = record.get("set_unique_id") or record.get("article_id") or "quality"
+    if (fault := context_fault(record["article"])) is not None:
+        yield Skipped(f"{where} (article {base!r}, {len(record['questions'])} questions)", fault.replace("context", "article"))
+        return
     for i, q in enumerate(record["questions"], start=1):
         if not isinstance(q, dict):
             raise InputError(f"{where}: question {i} is not a JSON object")
         yield _quality_question(record["article"], q, str(q.get("question_unique_id") or f"{base}_{i}"), where)
 
 
-def load_eval_set(
-    path: str, fmt: Format = "auto", dataset: str | None = None, limit: int | None = None
-) -> list[EvalExample]:
-    """Read a benchmark JSONL file into ``EvalExample``s.
+def read_eval_set(path: str, fmt: Format = "auto", dataset: str | None = None, limit: int | None = None) -> EvalSet:
+    """Read a benchmark JSONL file: its ``EvalExample``s and the records skipped for a bad context.
 
     ``fmt="auto"`` decides from the first record's keys. ``dataset`` names the LongBench dataset
     when records lack a ``dataset`` field, and is checked against it when they have one.
@@ -163,9 +194,9 @@ def load_eval_set(
         raise ValueError(f"limit must be >= 0 or None, got {limit}")
     if fmt == "quality" and dataset not in (None, "quality"):
         raise InputError(f"{path}: dataset={dataset!r} does not match format 'quality'")
-    examples: list[EvalExample] = []
+    out = EvalSet()
     if limit == 0:
-        return examples
+        return out
     for lineno, record in _records(path):
         where = f"{path}, line {lineno}"
         if fmt == "auto":
@@ -173,10 +204,18 @@ def load_eval_set(
         parsed = _longbench(record, where, dataset) if fmt == "longbench" else _quality(record, where, lineno)
         try:
             for example in parsed:
-                examples.append(example)
-                if limit is not None and len(examples) >= limit:
-                    return examples
+                if isinstance(example, Skipped):
+                    out.skipped.append(example)
+                    continue
+                out.examples.append(example)
+                if limit is not None and len(out.examples) >= limit:
+                    return out
         except ValidationError as exc:
             faults = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise InputError(f"{where}: bad field value ({faults})") from None
-    return examples
+    return out
+
+
+def load_eval_set(path: str, fmt: Format = "auto", dataset: str | None = None, limit: int | None = None) -> list[EvalExample]:
+    """The usable examples of a benchmark file (`read_eval_set` also lists the skipped records)."""
+    return read_eval_set(path, fmt, dataset, limit).examples

@@ -7,17 +7,25 @@ Systems (all on the same decoder weights, in one run):
 - `lloco_base`: summary vectors + prompt, adapter switched off;
 - `lloco`: summary vectors + prompt with the corpus adapter.
 
-Eval sets: a benchmark JSONL (LongBench qasper/narrativeqa/hotpotqa/qmsum, QuALITY) whose
-contexts become corpus documents with `doc_id = eval-<dataset>-<sha256(context)[:16]>` (content
-hashed: questions sharing an article share a document, a re-run ingests nothing), compressed under
-the corpus's encoder before answering; or a corpus QA JSONL (`qa.load_qa`: `doc_id` names a
-document already in the corpus). Outputs go to `<root>/<corpus>/evals/<eval-key>/`, where the key
-hashes the adapter key, the eval set's bytes and every setting that changes a number.
+Eval sets:
+- a benchmark JSONL (LongBench qasper/narrativeqa/hotpotqa/qmsum, QuALITY's own JSONL): its
+  contexts go into their own corpus, `eval-<file name>` (`eval_corpus`), never into the corpus
+  being evaluated, as documents `eval-<dataset>-<sha256(context)[:16]>` (content hashed: questions
+  sharing an article share a document, a re-run ingests nothing), compressed with the evaluated
+  corpus's encoder settings; the evaluated corpus's documents, shards and exports stay
+  byte-identical. Records with an empty or invalid context are skipped and listed (`skipped`).
+- a corpus QA JSONL (`qa.load_qa`: `doc_id` names a document already in the corpus);
+- nothing: the adapter's held-out questions (`heldout.jsonl`, written by finetune), documents the
+  adapter never trained on.
+Questions are rendered with the paper's template of their dataset (or their QA line's task).
+Outputs go to `<root>/<corpus>/evals/<eval-key>/`, where the key hashes the adapter key, the eval
+set's bytes and every setting that changes a number (decoder dtype included).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,20 +40,24 @@ from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
 from lloco_core.model.compress import compress, resolve_model_folder
 from lloco_core.qa.answer import Answerer, Prepared, Question, resolve_generation
 from lloco_core.qa.config import EvaluateConfig
-from lloco_core.qa.dataset import load_qa
-from lloco_core.qa.evalsets import load_eval_set
+from lloco_core.qa.dataset import HELDOUT_FILE, load_qa
+from lloco_core.qa.evalsets import read_eval_set
 from lloco_core.qa.metrics import METRICS, ROUGE_LIBRARY
 from lloco_core.qa.report import write_report
 from lloco_core.qa.retrieval import rank_segments
 from lloco_core.store.documents import DocumentTable
 from lloco_core.store.embeddings import EmbeddingStore, list_encoders
-from lloco_core.store.sources import SourceDocument
+from lloco_core.store.sources import Skipped, SourceDocument
 from lloco_core.store.storage import Store
-from lloco_core.training.adapters import resolve_adapter
+from lloco_core.training.adapters import AdapterInfo, resolve_adapter
 
-TASK_METRIC = {"qa": "qa_f1", "multiple_choice": "accuracy", "query_summary": "rouge_l"}
+TASK_METRIC = {
+    "qa": "qa_f1", "qasper": "qa_f1", "narrativeqa": "qa_f1", "hotpotqa": "hotpot_f1",
+    "quality": "accuracy", "multiple_choice": "accuracy", "qmsum": "rouge_l", "query_summary": "rouge_l",
+}
+"""Metric of a corpus QA line by its task (benchmark examples carry their own)."""
 EXTRA_METRICS = {"hotpot_f1": ("hotpot_em",)}
-EVAL_FORMAT = 1
+EVAL_FORMAT = 2
 
 
 @dataclass
@@ -60,9 +72,13 @@ class EvalItem:
     dataset: str
 
 
-def _is_corpus_format(path: str) -> bool:
+def _open_options(path: str, store: Store) -> dict[str, Any]:
+    return store.options if path.startswith("s3://") else {}
+
+
+def _is_corpus_format(path: str, store: Store) -> bool:
     try:
-        with fsspec.open(path, "rt", encoding="utf-8", compression="infer") as f:
+        with fsspec.open(path, "rt", encoding="utf-8", compression="infer", **_open_options(path, store)) as f:
             for line in f:
                 if line.strip():
                     return '"doc_id"' in line
@@ -77,27 +93,66 @@ def eval_doc_id(dataset: str, context: str) -> str:
     return f"eval-{dataset}-{hashlib.sha256(context.encode('utf-8')).hexdigest()[:16]}"
 
 
-def load_items(config: EvaluateConfig, store: Store) -> tuple[list[EvalItem], list[SourceDocument]]:
-    """Eval items with doc_ids in the corpus, plus the documents that must be ingested for them."""
+def eval_corpus_name(eval_set: str) -> str:
+    """`eval-<file name without extensions>`, made a valid corpus name: where a benchmark's contexts live."""
+    stem = eval_set.rstrip("/").rsplit("/", 1)[-1]
+    for suffix in (".gz", ".bz2", ".xz", ".zst", ".jsonl", ".json"):
+        stem = stem.removesuffix(suffix)
+    stem = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", stem)).strip(".-_") or "set"
+    return f"eval-{stem}"[:128]
+
+
+@dataclass
+class EvalInputs:
+    """What an evaluation reads: its items, the corpus holding their documents, the documents a
+    benchmark brings (to ingest into that corpus), and the records skipped for a bad context."""
+
+    eval_set: str
+    items: list[EvalItem]
+    context_corpus: str
+    documents: list[SourceDocument]
+    skipped: list[Skipped]
+
+
+def heldout_eval_set(config: EvaluateConfig, store: Store) -> str:
+    """The adapter's held-out questions (finetune's `heldout.jsonl`): the default eval set."""
+    if config.no_adapter:
+        raise InputError("no eval set given: pass EVAL_FILE (without an adapter there are no held-out questions to evaluate)")
+    adapter: AdapterInfo | None = resolve_adapter(store, config.corpus, config.adapter_key, required=True)
+    assert adapter is not None
+    path = store.path(config.corpus, "adapters", adapter.key, HELDOUT_FILE)
+    if not store.exists(path):
+        raise InputError(f"adapter {adapter.key!r} of corpus {config.corpus!r} held out no questions (one document, or holdout 0): pass EVAL_FILE")
+    return store.uri(path)
+
+
+def load_items(config: EvaluateConfig, store: Store) -> EvalInputs:
+    """Eval items, where their documents live, and the documents a benchmark file brings."""
+    eval_set = config.eval_set or heldout_eval_set(config, store)
     fmt = config.format
-    if fmt == "corpus" or (fmt == "auto" and _is_corpus_format(config.eval_set)):
-        data = load_qa(config.eval_set, store.options if config.eval_set.startswith("s3://") else None)
+    if fmt == "corpus" or config.eval_set is None or (fmt == "auto" and _is_corpus_format(eval_set, store)):
+        data = load_qa(eval_set, _open_options(eval_set, store) or None)
         items = [EvalItem(i.id, i.doc_id, i.question, i.answers, i.task, i.options, TASK_METRIC[i.task], "corpus") for i in data.items]
-        return items[: config.limit] if config.limit else items, []
-    examples = load_eval_set(config.eval_set, fmt, config.dataset, config.limit)
-    if not examples:
-        raise InputError(f"{config.eval_set}: no examples")
+        return EvalInputs(eval_set, items[: config.limit] if config.limit else items, config.corpus, [], [])
+    bench = read_eval_set(eval_set, fmt, config.dataset, config.limit)
+    if not bench.examples:
+        reasons = f" ({len(bench.skipped)} records skipped, e.g. {bench.skipped[0].item}: {bench.skipped[0].reason})" if bench.skipped else ""
+        raise InputError(f"{eval_set}: no examples{reasons}")
     docs: dict[str, SourceDocument] = {}
     items = []
-    for ex in examples:
+    for ex in bench.examples:
         doc_id = eval_doc_id(ex.dataset, ex.context)
-        docs.setdefault(doc_id, SourceDocument(doc_id, ex.context, config.eval_set, {"eval_dataset": ex.dataset}))
+        docs.setdefault(doc_id, SourceDocument(doc_id, ex.context, eval_set, {"eval_dataset": ex.dataset}))
         items.append(EvalItem(ex.id, doc_id, ex.question, ex.answers, ex.task, ex.options, ex.metric, ex.dataset))
-    return items, list(docs.values())
+    context_corpus = config.eval_corpus or eval_corpus_name(eval_set)
+    if context_corpus == config.corpus:
+        raise InputError(f"benchmark contexts of {eval_set} would go into the evaluated corpus {config.corpus!r}: pass --eval-corpus with another name")
+    return EvalInputs(eval_set, items, context_corpus, list(docs.values()), bench.skipped)
 
 
-def _encoder_compress_config(config: EvaluateConfig, store: Store, model: str, encoder_key: str | None) -> CompressConfig:
-    """Compress new eval documents with the settings the corpus's embeddings were written with."""
+def _encoder_compress_config(config: EvaluateConfig, store: Store, model: str, encoder_key: str | None, context_corpus: str) -> CompressConfig:
+    """Compress new eval documents (into their own corpus) with the settings the evaluated
+    corpus's embeddings were written with, so they land under the same encoder key."""
     keys = [encoder_key] if encoder_key else list_encoders(store, config.corpus)
     extra: dict[str, Any] = {}
     if len(keys) == 1:
@@ -106,14 +161,14 @@ def _encoder_compress_config(config: EvaluateConfig, store: Store, model: str, e
         if records:
             meta = pq.read_schema(log.data_path(records[0]["shard"]), filesystem=store.fs).metadata
             extra = {"segment_length": int(meta[b"segment_length"]), "stored_dtype": meta[b"dtype"].decode()}
-    return CompressConfig(root=config.root, endpoint_url=config.endpoint_url, corpus=config.corpus, model=model, device=config.device, **extra)
+    return CompressConfig(root=config.root, endpoint_url=config.endpoint_url, corpus=context_corpus, model=model, device=config.device, **extra)
 
 
-def ensure_documents(config: EvaluateConfig, store: Store, documents: list[SourceDocument]) -> str | None:
-    """Ingest eval contexts that are new to the corpus and compress them; returns the encoder key used."""
+def ensure_documents(config: EvaluateConfig, store: Store, documents: list[SourceDocument], context_corpus: str) -> str | None:
+    """Ingest eval contexts that are new to their own corpus and compress them; returns the encoder key used."""
     if not documents:
         return None
-    table = DocumentTable(store, config.corpus)
+    table = DocumentTable(store, context_corpus)
     current = table.current()
     new = [d for d in documents if d.doc_id not in current or current[d.doc_id].sha256 != d.sha256]
     if new:
@@ -124,7 +179,7 @@ def ensure_documents(config: EvaluateConfig, store: Store, documents: list[Sourc
         model = adapter.base_model if adapter else None
     if model is None:
         raise InputError("evaluating a benchmark file compresses its contexts: pass --model (or finetune an adapter first)")
-    summary = compress(_encoder_compress_config(config, store, model, config.encoder_key))
+    summary = compress(_encoder_compress_config(config, store, model, config.encoder_key, context_corpus))
     if config.encoder_key and summary.encoder_key != config.encoder_key:
         raise InputError(f"the eval contexts compress under {summary.encoder_key}, not the requested encoder {config.encoder_key}")
     return summary.encoder_key
@@ -148,21 +203,22 @@ class Baselines:
         self.texts = texts
         self.top_k = top_k
         self.sep = answerer.tokenizer("\n\n", add_special_tokens=False)["input_ids"]
+        self.bos = [answerer.tokenizer.bos_token_id] if answerer.prompts.bos else []
 
     def _prompt_tail(self, q: Question) -> list[int]:
-        return self.a.render(q)[1:]  # without BOS: it goes before the context
+        return self.a.render(q)[len(self.bos) :]  # without BOS: it goes before the context
 
     def _free(self, q: Question) -> int:
-        return self.a.window - self.a.config.max_new_tokens - 1 - len(self.sep) - len(self._prompt_tail(q))
+        return self.a.window - self.a.config.max_new_tokens - len(self.bos) - len(self.sep) - len(self._prompt_tail(q))
 
     def _embed(self, context_ids: list[int], q: Question) -> Prepared:
-        ids = [self.a.tokenizer.bos_token_id, *context_ids, *self.sep, *self._prompt_tail(q)] if context_ids else self.a.render(q)
-        return Prepared(self.a.model.get_input_embeddings()(torch.tensor(ids, device=self.a.model.device)).detach(), [])
+        ids = [*self.bos, *context_ids, *self.sep, *self._prompt_tail(q)] if context_ids else self.a.render(q)
+        return Prepared(self.a.model.get_input_embeddings()(torch.tensor(ids, device=self.a.model.device)).detach(), [], ids)
 
     def full_tokens(self, q: Question) -> int:
         """Prompt tokens of the whole raw document + prompt, untruncated: the compression baseline."""
         context = self.a.tokenizer(self.texts[q.doc_id], add_special_tokens=False)["input_ids"]
-        return 1 + len(context) + len(self.sep) + len(self._prompt_tail(q))
+        return len(self.bos) + len(context) + len(self.sep) + len(self._prompt_tail(q))
 
     def no_context(self, q: Question) -> Prepared:
         return self._embed([], q)
@@ -186,12 +242,12 @@ class Baselines:
 
 
 def eval_key(config: EvaluateConfig, adapter_key: str | None, encoder_key: str, eval_sha: str, model_weights: str) -> str:
-    settings = config.model_dump(exclude={"root", "endpoint_url", "force", "batch_size", "device", "eval_set", "model", "adapter_key", "encoder_key"})
+    settings = config.model_dump(exclude={"root", "endpoint_url", "force", "batch_size", "device", "eval_set", "eval_corpus", "model", "adapter_key", "encoder_key"})
     return "eval-" + stable_hash({"format_version": EVAL_FORMAT, "adapter": adapter_key, "encoder": encoder_key, "eval_set": eval_sha, "weights": model_weights, **settings})
 
 
-def _file_sha256(path: str) -> str:
-    with fsspec.open(path, "rb", compression="infer") as f:
+def _file_sha256(path: str, store: Store) -> str:
+    with fsspec.open(path, "rb", compression="infer", **_open_options(path, store)) as f:
         return hashlib.sha256(f.read()).hexdigest()
 
 
@@ -206,24 +262,26 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """Run every system on the same examples; write metrics.json, predictions.jsonl, report.md, plot.png."""
     started = time.perf_counter()
     store = Store.from_config(config)
-    items, documents = load_items(config, store)
-    if not DocumentTable(store, config.corpus).current() and not documents:
-        raise InputError(f"corpus {config.corpus!r} does not exist in {store.uri(store.root)} (it has no documents)")
-    encoder_key = ensure_documents(config, store, documents) or config.encoder_key
+    inputs = load_items(config, store)
+    items = inputs.items
+    if not DocumentTable(store, inputs.context_corpus).current() and not inputs.documents:
+        raise InputError(f"corpus {inputs.context_corpus!r} does not exist in {store.uri(store.root)} (it has no documents)")
+    encoder_key = ensure_documents(config, store, inputs.documents, inputs.context_corpus) or config.encoder_key
     config = config.model_copy(update={"encoder_key": encoder_key})
-    adapter, model_path, encoder_key = resolve_generation(config, store)
+    adapter, model_path, encoder_key = resolve_generation(config, store, inputs.context_corpus)
     weights = checkpoint_fingerprint(resolve_model_folder(model_path, None))
-    key = eval_key(config, adapter.key if adapter else None, encoder_key, _file_sha256(config.eval_set), weights)
+    key = eval_key(config, adapter.key if adapter else None, encoder_key, _file_sha256(inputs.eval_set, store), weights)
     folder = store.path(config.corpus, "evals", key)
     if not config.force and store.exists(f"{folder}/metrics.json"):
         return {**store.read_json(f"{folder}/metrics.json"), "cached": True}
-    answerer = Answerer(config)
+    answerer = Answerer(config, context_corpus=inputs.context_corpus)
     systems = [s for s in config.systems if s != "lloco" or answerer.adapter is not None]
     skipped = [s for s in config.systems if s not in systems]
     for item in items:
         answerer.check_document(item.doc_id)
     questions = [Question(i.question, i.doc_id, i.task, i.options) for i in items]
-    baselines = Baselines(answerer, DocumentTable(store, config.corpus).read_texts([answerer.documents[i.doc_id] for i in items]), config.top_k)
+    texts = DocumentTable(store, inputs.context_corpus).read_texts([answerer.documents[i.doc_id] for i in items])
+    baselines = Baselines(answerer, texts, config.top_k)
     full_tokens = [baselines.full_tokens(q) for q in questions]
     rows: list[dict[str, Any]] = []
     for system in systems:
@@ -233,8 +291,8 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             rows.append(
                 {
                     "system": system, "id": item.id, "dataset": item.dataset, "doc_id": item.doc_id, "question": item.question,
-                    "prediction": g.text, "references": item.answers, "metric": item.metric, "scores": score(item, g.text),
-                    "score": score(item, g.text)[item.metric], "prompt_tokens": int(p.embeds.shape[0]), "full_context_tokens": full,
+                    "task": item.task, "prediction": g.text, "references": item.answers, "metric": item.metric, "scores": score(item, g.text),
+                    "score": score(item, g.text)[item.metric], "prompt_tokens": p.positions, "full_context_tokens": full,
                     "generated_tokens": len(g.token_ids), "latency_s": round(g.latency_s, 6),
                     "segments": [[k.doc_id, k.segment_index] for k in p.segments],
                 }
@@ -242,15 +300,19 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     summary = {
         "eval_key": key,
         "corpus": config.corpus,
-        "eval_set": config.eval_set,
+        "eval_set": inputs.eval_set,
+        "eval_corpus": inputs.context_corpus,
         "examples": len(items),
+        "documents": len({i.doc_id for i in items}),
+        "skipped": [s.as_dict() for s in inputs.skipped],
+        "prompt_set": answerer.prompts.name,
         "adapter_key": answerer.adapter.key if answerer.adapter else None,
         "encoder_key": answerer.encoder_key,
         "model": answerer.model_path,
         "systems": aggregate(rows, systems),
         "skipped_systems": {s: "no finished adapter for this corpus" for s in skipped},
         "rouge_library": ROUGE_LIBRARY,
-        "settings": config.model_dump(mode="json", exclude={"root", "endpoint_url", "force"}),
+        "settings": config.model_dump(mode="json", exclude={"root", "endpoint_url", "force"}) | {"eval_set": inputs.eval_set},
         "batch_size": config.batch_size,
         "seconds": round(time.perf_counter() - started, 3),
         "out": store.uri(folder),

@@ -1,9 +1,11 @@
-"""Pick the segments a question needs when a document (or a corpus) exceeds the decoder's budget.
+"""Rank segments for a question: the top-k of a corpus-wide question (`ask` without a document)
+and the raw-text retrieval baseline of `evaluate`.
 
 BM25 over the stored segment texts (bm25s) by default; a dense retriever (a sentence-transformers
-model from a local path, imported only when asked for) behind the same `Retriever` protocol. Top
-segments are kept within the budget and returned in document order, since the decoder reads
-summaries in the order the compressor wrote them.
+model from a local path, imported only when asked for) behind the same `Retriever` protocol. Chosen
+segments are returned in document order, since the decoder reads summaries in the order the
+compressor wrote them. (A question that names its document reads that document's first segments,
+as LLoCO does, without retrieval: `model.decoder.document_segments`.)
 """
 
 from __future__ import annotations
@@ -87,15 +89,6 @@ def rank_segments(question: str, texts: list[str], retriever: Retriever | None =
     """All segment indices, most relevant first (ties keep the earlier segment)."""
     scores = (retriever or BM25Retriever()).scores(question, texts)
     return sorted(range(len(texts)), key=lambda i: (-scores[i], i))
-
-
-def select_segments(question: str, texts: list[str], budget: int, retriever: Retriever | None = None) -> list[int]:
-    """Indices of at most `budget` segments: all of them if they fit, else the best-ranked, in document order."""
-    if budget <= 0:
-        return []
-    if len(texts) <= budget:
-        return list(range(len(texts)))
-    return sorted(rank_segments(question, texts, retriever)[:budget])
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from lloco_core.config import CorpusConfig, Device, check_name
+from lloco_core.qa.prompts import PAPER_SET
 
 SETTINGS_EXCLUDED = {"root", "endpoint_url", "corpus", "qa", "model", "output_key", "device", "checkpoint_every", "keep_checkpoints", "encoder_key"}
 """Fields that do not change the trained numbers (or enter the adapter key another way)."""
@@ -18,6 +19,8 @@ SETTINGS_EXCLUDED = {"root", "endpoint_url", "corpus", "qa", "model", "output_ke
 class FinetuneConfig(CorpusConfig):
     model: str = Field(description="Base AutoCompressor checkpoint (the one that compressed the corpus): a local folder or a cached hub id.")
     qa: str = Field(description="QA JSONL (path or fsspec URL): id, doc_id, question, answers, optional options and task.")
+    holdout: float = Field(default=0.2, ge=0.0, lt=1.0, description="Share of the QA file's documents held out from training (deterministic, by document) for `lloco evaluate` without an eval set; 0 trains on everything.")
+    prompt_set: Literal["lloco-paper", "lloco-v1"] = Field(default=PAPER_SET, description="Prompt templates: lloco-paper (the official LLoCO protocol, no BOS) or lloco-v1 (lloco's earlier templates, BOS first).")
     encoder_key: str | None = Field(default=None, description="Embeddings to train on; default: the corpus's only encoder key.")
     output_key: str | None = Field(default=None, description="Adapter folder name under <corpus>/adapters/; default: the content-derived adapter key.")
     # LoRA (paper: r 8, alpha 16, dropout 0.05 on q/k/v/o)
@@ -42,7 +45,7 @@ class FinetuneConfig(CorpusConfig):
     gradient_checkpointing: bool | None = Field(default=None, description="Recompute activations; default: on with CUDA.")
     device: Device = Field(default="auto", description="auto picks CUDA when present.")
     # context
-    decoder_window: int | None = Field(default=None, ge=16, description="Decoder context in positions; default: the model's max_position_embeddings (paper: 4096).")
+    max_segments: int = Field(default=80, ge=1, description="Most segments of a document read per example, from its start (LLoCO: 80).")
     max_answer_tokens: int = Field(default=512, ge=1, description="Longer answers are cut to this many tokens (EOS kept).")
     # checkpoints
     checkpoint_every: int = Field(default=50, ge=1, description="Optimizer steps between checkpoints committed to the store.")

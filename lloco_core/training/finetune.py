@@ -7,10 +7,12 @@
 
 Order of work, so that bad input never leaves anything in the store: load and validate the QA
 file, find the committed embeddings of every doc_id, check the model's hidden size against them,
-compute the adapter key (base weights hash, QA bytes hash, encoder key, document versions,
-training settings, prompt templates). A finished adapter under that key is returned as is;
-otherwise training resumes from the newest committed checkpoint, if any. The adapter, prompts,
-loss curve and summary are written, then committed last.
+split the questions by document (`holdout`: a deterministic share of the documents is kept out of
+training, so `lloco evaluate` scores documents the adapter never saw), compute the adapter key
+(base weights hash, QA bytes hash, encoder key, document versions, training settings, prompt
+templates). A finished adapter under that key is returned as is; otherwise training resumes from
+the newest committed checkpoint, if any. The adapter, prompts, held-out questions
+(`heldout.jsonl`), loss curve and summary are written, then committed last.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ from lloco_core.errors import InputError
 from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
 from lloco_core.model.autocompressor import load_autocompressor, load_config, load_tokenizer, resolve_device
 from lloco_core.model.compress import resolve_model_folder
-from lloco_core.model.decoder import build_decoder_inputs, decoder_window, pad_batch
+from lloco_core.model.decoder import build_decoder_inputs, pad_batch
 from lloco_core.plotting import png_figure
-from lloco_core.qa.dataset import QAData, check_documents, load_qa
-from lloco_core.qa.prompts import PromptSet, default_prompts
+from lloco_core.qa.dataset import HELDOUT_FILE, QAData, QAItem, check_documents, item_record, load_qa, split_by_document
+from lloco_core.qa.prompts import PromptSet, prompt_set
 from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
 from lloco_core.store.storage import Store
 from lloco_core.training import engine as ds
@@ -43,7 +45,7 @@ from lloco_core.training.checkpoints import AdapterStore, step_tag
 from lloco_core.training.config import FinetuneConfig
 from lloco_core.training.examples import Example, build_examples, example_summaries, label_vector
 
-ADAPTER_FORMAT = 1
+ADAPTER_FORMAT = 2
 ProgressFn = Callable[[dict[str, Any]], None]
 
 __all__ = ["FinetuneConfig", "finetune", "plan_finetune", "FinetunePlan", "main"]
@@ -61,8 +63,9 @@ class FinetunePlan:
     model_folder: str
     summary_length: int
     hidden_size: int
-    window: int
     prompts: PromptSet
+    train_items: list[QAItem]
+    heldout_items: list[QAItem]
     adapter_key: str
     bf16: bool
     use_cuda: bool
@@ -70,6 +73,17 @@ class FinetunePlan:
     @property
     def adapters(self) -> AdapterStore:
         return AdapterStore(self.store, self.config.corpus, self.adapter_key)
+
+    def split_summary(self) -> dict[str, Any]:
+        """What was trained on and what was held out, by documents and questions."""
+        return {
+            "holdout": self.config.holdout,
+            "train_documents": len({i.doc_id for i in self.train_items}),
+            "train_questions": len(self.train_items),
+            "heldout_documents": sorted({i.doc_id for i in self.heldout_items}),
+            "heldout_questions": len(self.heldout_items),
+            "heldout": f"{self.adapters.uri}/{HELDOUT_FILE}" if self.heldout_items else None,
+        }
 
 
 def plan_finetune(config: FinetuneConfig, prompts: PromptSet | None = None) -> FinetunePlan:
@@ -91,7 +105,8 @@ def plan_finetune(config: FinetuneConfig, prompts: PromptSet | None = None) -> F
         )
     use_cuda = resolve_device(config.device).type == "cuda"
     bf16 = use_cuda if config.bf16 is None else config.bf16
-    prompts = prompts or default_prompts()
+    prompts = prompts or prompt_set(config.prompt_set)
+    train_items, heldout_items = split_by_document(qa.items, config.holdout, config.seed)
     documents = sorted({(item.doc_id, index[item.doc_id][0]) for item in qa.items})
     key = config.output_key or "lora-" + stable_hash(
         {
@@ -106,8 +121,7 @@ def plan_finetune(config: FinetuneConfig, prompts: PromptSet | None = None) -> F
             "world_size": int(__import__("os").environ.get("WORLD_SIZE", "1")),
         }
     )
-    window = decoder_window(model_config, config.decoder_window)
-    return FinetunePlan(config, store, qa, encoder_key, index, folder, summary_length, stored_hidden, window, prompts, key, bf16, use_cuda)
+    return FinetunePlan(config, store, qa, encoder_key, index, folder, summary_length, stored_hidden, prompts, train_items, heldout_items, key, bf16, use_cuda)
 
 
 def epoch_order(n: int, epoch: int, seed: int, multiple: int) -> list[int]:
@@ -180,9 +194,7 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
 
     tokenizer = load_tokenizer(plan.model_folder)
     embeddings = EmbeddingStore(plan.store, config.corpus, plan.encoder_key)
-    examples, documents = build_examples(
-        plan.qa.items, embeddings, plan.index, tokenizer, plan.prompts, plan.summary_length, plan.window, config.max_answer_tokens
-    )
+    examples, documents = build_examples(plan.train_items, embeddings, plan.index, tokenizer, plan.prompts, config.max_answer_tokens, config.max_segments)
     for doc in documents.values():
         if doc.summaries.numel():
             check_hidden_size_of(plan, doc.summaries.shape[-1], embeddings.uri)
@@ -264,6 +276,8 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
         "steps_run": step - resumed_from,
         "resumed_from_step": resumed_from,
         "examples": len(examples),
+        "prompt_set": plan.prompts.name,
+        "split": plan.split_summary(),
         "epochs": config.epochs,
         "first_loss": curve[0]["loss"] if curve else None,
         "last_loss": curve[-1]["loss"] if curve else None,
@@ -277,6 +291,8 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
     if env.is_main:
         files = _adapter_files(engine.module)
         files["prompts.json"] = plan.prompts.to_json().encode()
+        if plan.heldout_items:
+            files[HELDOUT_FILE] = "".join(json.dumps(item_record(i), sort_keys=True) + "\n" for i in plan.heldout_items).encode()
         files["loss.json"] = json.dumps(curve, indent=1).encode()
         files["loss.png"] = loss_plot_png(curve, f"{config.corpus} / {plan.adapter_key}")
         adapters.publish(files, summary)

@@ -7,6 +7,7 @@ printed (run with -s to see them).
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,12 @@ def test_pipeline_from_the_api_then_all_cached(stack: Stack, tiny_model: Path, t
     adapter = Path(root) / "sample" / "adapters" / table["finetune"]["adapter_key"]
     assert (adapter / "adapter_model.safetensors").is_file() and (adapter / "_commits").is_dir()
     assert table["evaluate"]["examples"] == 3 and set(table["evaluate"]["scores"]) == {"LLoCO, no adapter", "LLoCO + adapter"}
+    # only a QA file: finetune held out a share of its documents, evaluate scored exactly those
+    assert table["evaluate"]["eval_set"] == str(adapter / "heldout.jsonl") and table["finetune"]["heldout_questions"] > 0
+    heldout = {json.loads(line)["doc_id"] for line in (adapter / "heldout.jsonl").read_text().splitlines()}
+    trained_on = {json.loads(line)["doc_id"] for line in QA.read_text().splitlines()} - heldout
+    evaluated = {json.loads(line)["doc_id"] for line in Path(table["evaluate"]["out"], "predictions.jsonl").read_text().splitlines()}
+    assert heldout and trained_on and evaluated <= heldout and not evaluated & trained_on
     assert first["name"] == "pipeline-sample"
     adapter_files = {p.name: p.stat().st_mtime_ns for p in adapter.rglob("*") if p.is_file()}
 
