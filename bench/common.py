@@ -111,15 +111,14 @@ def timed_generate(model, embeds, new_tokens: int, pad_id: int) -> float:
     """Seconds for prefill + exactly `new_tokens` greedy tokens with the KV cache (EOS cannot stop it early)."""
     import torch
 
-    from lloco_core.model.decoder import pad_batch
-
-    batch = pad_batch([embeds], padding_side="left")
+    inputs = embeds[None]  # one example: no padding (lloco_core's pad_batch would be a no-op)
+    mask = torch.ones(inputs.shape[:2], dtype=torch.long, device=embeds.device)
     cuda = embeds.device.type == "cuda"
     with torch.inference_mode():
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out = model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, max_new_tokens=new_tokens,
+        out = model.generate(inputs_embeds=inputs, attention_mask=mask, max_new_tokens=new_tokens,
                              min_new_tokens=new_tokens, do_sample=False, use_cache=True, pad_token_id=pad_id)
         if cuda:
             torch.cuda.synchronize()
@@ -148,6 +147,12 @@ def linear_flops_per_position(config) -> float:
     h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     kv = h * config.num_key_value_heads // config.num_attention_heads
     return 2.0 * layers * (2 * h * h + 2 * h * kv + 3 * h * i)
+
+
+def forward_flops(config, width: int) -> float:
+    """Model FLOPs of one encoder pass over `width` positions, as MFU counts them (PaLM, app. B):
+    the linear maps plus causal attention's score and value products (2 * width^2 * hidden a layer)."""
+    return width * linear_flops_per_position(config) + 2.0 * config.num_hidden_layers * width * width * config.hidden_size
 
 
 def write_corpus(folder: Path, n_docs: int, n_words: int, seed: int) -> Path:

@@ -4,8 +4,8 @@ The bare loop is the official LLoCO way: one document, one segment, one forward 
 token ids already in memory. lloco's side is the whole `compress` (plan, read the documents,
 tokenize, encode in batches, write Parquet, commit) on a freshly ingested store. Each repeat runs
 both, in alternating order; the ratio is the median of the per-repeat ratios. Utilisation: the
-decoder layers' linear FLOPs (attention's own products excluded) over the fp32 matmul peak
-measured in the same process.
+model FLOPs of the passes (linear maps plus causal attention, as MFU counts them; the linear
+maps alone in the note) over the fp32 matmul peak measured in the same process.
 
     .venv/bin/python bench/compress.py [--quick] [--repeats 3] [--layers 4 --hidden 512]
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from bench.common import Goal, Row, bench_model, emit, interleave, linear_flops_per_position, matmul_peak, median_spread, ratio_row, timed, write_corpus
+from bench.common import Goal, Row, bench_model, emit, forward_flops, interleave, linear_flops_per_position, matmul_peak, median_spread, ratio_row, timed, write_corpus
 from lloco_core.config import CompressConfig, IngestConfig
 from lloco_core.model.compress import cached_compressor, compress, encoder_settings
 from lloco_core.model.segments import segment_document
@@ -33,11 +33,11 @@ GOAL_RATIO, GOAL_UTIL = Goal(">=", 0.95), Goal(">=", 0.50)
 
 
 @torch.inference_mode()
-def bare_loop(model, documents: list[list[list[int]]]) -> tuple[float, int]:
+def bare_loop(model, documents: list[list[list[int]]]) -> tuple[float, float, float]:
     """One document at a time, one segment at a time: [softprompt ; tokens ; summary tokens].
-    Returns (seconds, input positions)."""
+    Returns (seconds, model FLOPs, linear-map FLOPs) of the passes."""
     summary = model.embed_summary.weight
-    positions = 0
+    flops = linear = 0.0
     start = time.perf_counter()
     for segments in documents:
         softprompt = summary.new_zeros(0, summary.shape[1])
@@ -45,8 +45,9 @@ def bare_loop(model, documents: list[list[list[int]]]) -> tuple[float, int]:
             x = torch.cat([softprompt, model.get_input_embeddings()(torch.tensor(ids)), summary])[None]
             hidden = model.model(inputs_embeds=x, use_cache=False).last_hidden_state[0]
             softprompt = torch.cat([softprompt, hidden[-summary.shape[0]:]])
-            positions += x.shape[1]
-    return time.perf_counter() - start, positions
+            flops += forward_flops(model.config, x.shape[1])
+            linear += x.shape[1] * linear_flops_per_position(model.config)
+    return time.perf_counter() - start, flops, linear
 
 
 def measure(work: Path, quick: bool = False, repeats: int | None = None, hidden: int = 512, layers: int = 4) -> list[Row]:
@@ -76,12 +77,12 @@ def kind_rows(kind: str, source: Path, model_dir: Path, repeats: int, peak: floa
     docs = [[s.token_ids for s in segment_document(compressor.tokenizer, t, compressor.default_segment_length())] for t in texts]
     tokens = sum(len(s) for d in docs for s in d)
     bare_loop(compressor.model, docs[:1])  # warm-up
-    positions: list[int] = []
+    work_flops: list[tuple[float, float]] = []
     roots = iter(Path(tempfile.mkdtemp(prefix=f"store-{kind}-{r}-", dir=work)) for r in range(repeats))
 
     def bare() -> float:
-        seconds, n = bare_loop(compressor.model, docs)
-        positions.append(n)
+        seconds, flops, linear = bare_loop(compressor.model, docs)
+        work_flops.append((flops, linear))
         return tokens / seconds
 
     def lloco() -> float:
@@ -93,15 +94,18 @@ def kind_rows(kind: str, source: Path, model_dir: Path, repeats: int, peak: floa
         return tokens / seconds
 
     values = interleave({"bare loop": bare, "lloco": lloco}, repeats)
-    util_per_rate = positions[0] * linear_flops_per_position(compressor.model.config) / 1e9 / peak / tokens
+    flops, linear = work_flops[0]
+    util_per_rate = flops / 1e9 / peak / tokens  # utilisation at 1 token/s
     long = kind == "long"
     util, spread = median_spread([v * util_per_rate for v in values["lloco"]])
     bare_util = median_spread([v * util_per_rate for v in values["bare loop"]])[0]
+    linear_util = util * linear / flops
     return [
         ratio_row("a", f"compress {kind} docs (~{tokens // len(docs):,} tok), tok/s", values, "bare loop", "lloco", higher_is_better=True, unit_label="tok/s",
                   goal=GOAL_RATIO if long else None, note="" if long else "GPU goal (batched >= 3x one-at-a-time) is measured by bench/gpu.sh"),
-        Row("a", f"utilisation, {kind} docs (linear FLOPs / matmul peak)", f"bare loop {bare_util:.0%}", f"lloco {util:.0%}", util, "%", spread, repeats,
-            GOAL_UTIL if long else None, f"fp32 matmul peak {peak:,.0f} GFLOP/s on {torch.get_num_threads()} threads" if long else ""),
+        Row("a", f"utilisation, {kind} docs (model FLOPs / matmul peak)", f"bare loop {bare_util:.0%}", f"lloco {util:.0%}", util, "%", spread, repeats,
+            GOAL_UTIL if long else None, f"model FLOPs = linear maps + causal attention (MFU as PaLM counts it); the linear maps alone: {linear_util:.0%}; "
+            f"fp32 matmul peak {peak:,.0f} GFLOP/s on {torch.get_num_threads()} threads"),
     ]
 
 

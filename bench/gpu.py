@@ -46,12 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from bench.common import Goal, Row, fmt, interleave, line, table, timed_generate
+from bench.common import Goal, Row, fmt, forward_flops, interleave, line, ratio_row, table, timed_generate
 from lloco_core.model.autocompressor import LlamaAutoCompressorModel
 from lloco_core.model.batching import GPU_BATCH_POSITIONS, plan_batches
-from lloco_core.model.decoder import IGNORE_INDEX
 from lloco_core.model.summarize import summarize_documents
 
+IGNORE_INDEX = -100  # torch's cross-entropy ignore_index (lloco_core.model.decoder imports pydantic, absent on the GPU image)
 DATASHEET_BF16_TFLOPS = 989.0  # H100/H200 SXM dense bf16
 GOAL_BATCHED, GOAL_MFU, GOAL_LATENCY, GOAL_FINETUNE = Goal(">=", 3.0), Goal(">=", 0.5), Goal(">=", 7.6), Goal(">=", 11.5)
 
@@ -138,15 +138,10 @@ def flash_attention_installed(device: torch.device) -> bool:
     return device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None
 
 
-def document_flops(lengths: list[int], shape: Shape) -> float:
-    """Model FLOPs of one document's encoder passes: linear maps per position + causal attention."""
-    kv = shape.hidden  # no grouped-query attention in LLaMA-2-7B
-    per_position = 2.0 * shape.layers * (2 * shape.hidden * shape.hidden + 2 * shape.hidden * kv + 3 * shape.hidden * shape.intermediate)
-    total = 0.0
-    for i, n in enumerate(lengths):
-        width = i * shape.summary + n + shape.summary
-        total += per_position * width + 2.0 * shape.layers * width * width * shape.hidden
-    return total
+def document_flops(lengths: list[int], config) -> float:
+    """Model FLOPs of one document's encoder passes (segment i's input: i*S + tokens + S positions)."""
+    S = int(config.summary_length)
+    return sum(forward_flops(config, i * S + n + S) for i, n in enumerate(lengths))
 
 
 def documents(shape: Shape, tokens: int, n: int, seed: int) -> list[list[list[int]]]:
@@ -175,7 +170,7 @@ def compression_rows(model: LlamaAutoCompressorModel, shape: Shape, device: torc
         set_attention(model, impl)
         for kind, tokens in (("short", shape.short_tokens), ("long", shape.long_tokens)):
             docs = documents(shape, tokens, max(shape.docs, max(batch_sizes)), seed=tokens)
-            flops_per_doc = document_flops([len(s) for s in docs[0]], shape)
+            flops_per_doc = document_flops([len(s) for s in docs[0]], model.config)
             compress_pass(model, docs[: batch_sizes[0]], batch_sizes[0], GPU_BATCH_POSITIONS)  # warm-up (kernels, allocator)
             base_rate = None
             for b in batch_sizes:
@@ -221,11 +216,9 @@ def latency_rows(model: LlamaAutoCompressorModel, shape: Shape, device: torch.de
     go = lambda e: timed_generate(model, e, shape.new_tokens, 0)
     go(lloco), go(full)  # warm-up
     values = interleave({"full context": lambda: go(full), "lloco": lambda: go(lloco)}, repeats)
-    ratios = [f / c for f, c in zip(values["full context"], values["lloco"])]
-    return [Row("c", f"answer latency at {shape.latency_context / 1024:g}k context (prefill + {shape.new_tokens} tokens)",
-                f"full context {statistics.median(values['full context']):.3f} s", f"lloco {statistics.median(values['lloco']):.3f} s",
-                statistics.median(ratios), "x", (min(ratios), max(ratios)), repeats, GOAL_LATENCY,
-                f"{full.shape[0]:,} vs {lloco.shape[0]:,} prompt positions; compressing the context (offline) took {compress_s:.2f} s")]
+    return [ratio_row("c", f"answer latency at {shape.latency_context / 1024:g}k context (prefill + {shape.new_tokens} tokens)", values, "full context", "lloco",
+                      higher_is_better=False, unit_label="s", digits=".3f", goal=GOAL_LATENCY,
+                      note=f"{full.shape[0]:,} vs {lloco.shape[0]:,} prompt positions; compressing the context (offline) took {compress_s:.2f} s")]
 
 
 @contextlib.contextmanager
@@ -284,11 +277,9 @@ def finetune_rows(model: LlamaAutoCompressorModel, shape: Shape, device: torch.d
         lloco_steps = 5
         values = interleave({"full context": lambda: seconds(device, lambda: step(raw, raw_labels)),
                              "lloco": lambda: seconds(device, lambda: [step(compressed, lloco_labels) for _ in range(lloco_steps)]) / lloco_steps}, repeats)
-    ratios = [f / c for f, c in zip(values["full context"], values["lloco"])]
-    return [Row("d", f"finetune steps/s at {shape.finetune_context / 1024:g}k context, LoRA + grad. checkpointing",
-                f"full context {1 / statistics.median(values['full context']):.3g} steps/s", f"lloco {1 / statistics.median(values['lloco']):.3g} steps/s",
-                statistics.median(ratios), "x", (min(ratios), max(ratios)), repeats, GOAL_FINETUNE,
-                f"{raw.shape[1]:,} vs {compressed.shape[1]:,} positions, batch 1; {how}")]
+    return [ratio_row("d", f"finetune steps/s at {shape.finetune_context / 1024:g}k context, LoRA + grad. checkpointing",
+                      {k: [1 / v for v in vals] for k, vals in values.items()}, "full context", "lloco", higher_is_better=True, unit_label="steps/s",
+                      digits=".3g", goal=GOAL_FINETUNE, note=f"{raw.shape[1]:,} vs {compressed.shape[1]:,} positions, batch 1; {how}")]
 
 
 class TimeUp(Exception):
