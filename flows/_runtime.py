@@ -3,18 +3,18 @@ runner (threads or Dask), and the GPU concurrency slot.
 
 Results live under `<root>/_prefect/results` (a name no corpus can take), so the cache records that
 make a UI retry a no-op travel with the store: the same local folder or S3 prefix, whichever worker
-runs the retry.
+runs the retry. They are strict JSON, in storage that refuses any other record before Prefect
+decodes it (tasks/_results.py): a record planted in the bucket can never run code.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import Flow
-from prefect.filesystems import RemoteFileSystem, WritableFileSystem
+from prefect.filesystems import WritableFileSystem
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
@@ -23,6 +23,7 @@ from lloco_core.config import NAME_PATTERN, CompressConfig, StoreConfig
 from lloco_core.fingerprint import stable_hash
 from lloco_core.model.autocompressor import resolve_device
 from lloco_core.store.storage import Store
+from tasks._results import ResultsLocalFileSystem, ResultsRemoteFileSystem, StrictJSONSerializer
 
 GPU_LIMIT = "gpu"
 """Global concurrency limit held by every GPU stage; `lloco serve` creates it with one slot per GPU."""
@@ -63,17 +64,16 @@ class ScaleOptions(BaseModel):
     dask_workers: int = Field(default=2, ge=1, le=1024, description="Worker processes of the local Dask cluster (one per GPU on a GPU node).")
 
 
-def result_storage(store: StoreConfig) -> Path | WritableFileSystem:
+def result_storage(store: StoreConfig) -> WritableFileSystem:
     """Prefect result storage under the store root: a local folder, or any fsspec URL (S3).
 
-    A flow's remote storage must be a saved block: it is saved under a name derived from the URL
+    A flow's storage must be a saved block: it is saved under a name derived from the URL
     (endpoint only; keys stay in the worker's environment), so every run of that root shares it.
+    The block reads only records that `tasks._results.check_record` accepts.
     """
     s = Store.from_config(store)
     base = s.uri(s.path("_prefect", "results"))
-    if s.is_local:
-        return Path(base)
-    block = RemoteFileSystem(basepath=base, settings=dict(s.options))
+    block: WritableFileSystem = ResultsLocalFileSystem(basepath=base) if s.is_local else ResultsRemoteFileSystem(basepath=base, settings=dict(s.options))
     block.save("lloco-results-" + stable_hash({"base": base, **s.options}), overwrite=True)
     return block
 
@@ -91,7 +91,7 @@ def task_runner(scale: ScaleOptions) -> TaskRunner[Any]:
 
 def configured(flow: Flow[Any, Any], store: StoreConfig, scale: ScaleOptions | None = None) -> Flow[Any, Any]:
     """`flow` with results persisted under the root and the chosen task runner."""
-    options: dict[str, Any] = {"result_storage": result_storage(store), "persist_result": True}
+    options: dict[str, Any] = {"result_storage": result_storage(store), "result_serializer": StrictJSONSerializer(), "persist_result": True}
     if scale is not None:
         options["task_runner"] = task_runner(scale)
     return flow.with_options(**options)

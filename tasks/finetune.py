@@ -62,6 +62,8 @@ def finetune_task(config: FinetuneConfig, launcher: str | None = None) -> dict[s
             event = json.loads(line.removeprefix("lloco-progress "))
             if event["event"] == "step":
                 update_progress_artifact(progress, 100.0 * event["step"] / event["total_steps"])
+            elif event["event"] == "checkpoint_refused":
+                logger.warning("checkpoint %s refused: %s", event["checkpoint"], event["reason"])
             else:
                 logger.info("checkpoint committed at step %s: %s", event["step"], event["uri"])
         else:

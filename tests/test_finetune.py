@@ -80,8 +80,8 @@ def test_runs_through_deepspeed_zero2(trained: dict) -> None:
     assert (s["zero_stage"], s["world_size"], s["bf16"]) == (2, 1, False)
     # checkpoints were written by DeepSpeed's ZeRO engine: a partitioned optimizer state per rank
     assert trained["checkpoint_files"], "no checkpoint was committed"
-    assert "zero_pp_rank_0_mp_rank_00_optim_states.pt" in trained["checkpoint_files"][0]
-    assert "mp_rank_00_model_states.pt" in trained["checkpoint_files"][0]
+    assert "zero_pp_rank_0_mp_rank_00_optim_states.safetensors" in trained["checkpoint_files"][0]
+    assert "mp_rank_00_model_states.safetensors" in trained["checkpoint_files"][0]
 
 
 def test_adapter_is_standard_peft_and_only_lora_changed(trained: dict, corpus: dict) -> None:

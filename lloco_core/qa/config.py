@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from lloco_core.config import CorpusConfig, Device, check_name
 from lloco_core.qa.prompts import Task
@@ -41,6 +41,12 @@ class GenerationConfig(CorpusConfig):
         if self.no_adapter and self.adapter_key:
             raise ValueError("give either adapter_key or no_adapter, not both")
         return self
+
+    @field_validator("adapter_key", "encoder_key")
+    @classmethod
+    def _key_is_a_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Keys name folders under the corpus: one plain path segment, never an escape."""
+        return None if value is None else check_name(value, str(info.field_name).replace("_", " "))
 
 
 class AskConfig(GenerationConfig):

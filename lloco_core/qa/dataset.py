@@ -22,6 +22,7 @@ import fsspec
 
 from lloco_core.errors import InputError
 from lloco_core.qa.prompts import OPTION_LETTERS, TASK_KINDS, TASKS
+from lloco_core.unicode_text import lone_surrogate
 
 HELDOUT_FILE = "heldout.jsonl"
 """Finetune writes the questions it held out here, in the adapter folder; `lloco evaluate` without
@@ -131,6 +132,10 @@ def parse_lines(lines: Iterable[str], source: str) -> list[QAItem]:
             record = json.loads(text)
         except json.JSONDecodeError as err:
             raise _fail(source, number, f"malformed JSON ({err.msg} at column {err.colno})") from err
+        except RecursionError:
+            raise _fail(source, number, "JSON nested too deeply") from None
+        if (why := lone_surrogate(record)) is not None:
+            raise _fail(source, number, f"line {why}")
         item = parse_item(record, source, number)
         if item.id in seen:
             raise _fail(source, number, f"duplicate id {item.id!r} (first on line {seen[item.id]})")

@@ -24,6 +24,7 @@ from lloco_core.errors import InputError
 from lloco_core.qa.metrics import METRICS
 from lloco_core.qa.prompts import Task
 from lloco_core.store.sources import Skipped
+from lloco_core.unicode_text import lone_surrogate
 
 Format = Literal["auto", "longbench", "quality"]
 
@@ -40,6 +41,7 @@ LONGBENCH_FIELDS = ("_id", "input", "context", "answers")
 QUALITY_FIELDS = ("article", "questions")
 QUALITY_FLAT_FIELDS = ("article", "question", "options", "gold_label")
 LETTERS = "ABCD"
+CONTEXT_FIELDS = ("context", "article")
 
 
 class EvalExample(BaseModel):
@@ -78,6 +80,8 @@ def context_fault(context: Any) -> str | None:
         return f"context is not a string ({type(context).__name__})"
     if not context.strip():
         return "context is empty"
+    if (why := lone_surrogate(context)) is not None:
+        return f"context {why}"
     return None
 
 
@@ -92,8 +96,12 @@ def _records(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise InputError(f"{path}, line {lineno}: not JSON ({exc.msg})") from None
+                except RecursionError:
+                    raise InputError(f"{path}, line {lineno}: JSON nested too deeply") from None
                 if not isinstance(record, dict):
                     raise InputError(f"{path}, line {lineno}: expected a JSON object, got {type(record).__name__}")
+                if (why := lone_surrogate({k: v for k, v in record.items() if k not in CONTEXT_FIELDS})) is not None:
+                    raise InputError(f"{path}, line {lineno}: record {why}")  # a bad context is skipped instead (context_fault)
                 yield lineno, record
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None

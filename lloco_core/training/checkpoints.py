@@ -4,12 +4,14 @@
         adapter_config.json, adapter_model.safetensors   standard PEFT adapter
         prompts.json, loss.json, loss.png, finetune.json  templates, loss curve, run summary
         _commits/adapter.json                             written last: the adapter is finished
-        checkpoints/step-000050/…                         DeepSpeed checkpoint files of every rank
-        checkpoints/_commits/step-000050.json             written after every rank uploaded
+        checkpoints/step-000050/*.safetensors             DeepSpeed checkpoint files of every rank
+        checkpoints/_commits/step-000050.json             written after every rank uploaded; names the files
 
 A checkpoint is saved by DeepSpeed to a local staging folder, uploaded file by file, then
 committed; a reader only trusts committed steps, so a kill during upload leaves the previous
-checkpoint as the newest.
+checkpoint as the newest. Checkpoint files are `tensor_tree` safetensors files (no pickle): each is
+checked by its bytes before upload and after download, and only the files the commit record names
+are ever fetched, so a file planted beside them is never read.
 """
 
 from __future__ import annotations
@@ -18,14 +20,108 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lloco_core.errors import StoreError
 from lloco_core.store.commitlog import CommitLog
-from lloco_core.store.storage import Store
+from lloco_core.store.storage import SEGMENT, Store
+from lloco_core.training.tensor_tree import read_header
 
 FINISHED = "adapter"
+LOCAL_SUFFIX = ".pt"  # DeepSpeed's file names; in the store they say what they hold
+STORED_SUFFIX = ".safetensors"
 
 
 def step_tag(step: int) -> str:
     return f"step-{step:06d}"
+
+
+def stored_name(local_name: str) -> str:
+    return local_name.removesuffix(LOCAL_SUFFIX) + STORED_SUFFIX
+
+
+def local_name(stored: str) -> str:
+    return stored.removesuffix(STORED_SUFFIX) + LOCAL_SUFFIX
+
+
+class CheckpointStore:
+    """Committed training checkpoints under one prefix (any training loop: adapters, compressors)."""
+
+    def __init__(self, store: Store, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.log = CommitLog(store, prefix)
+
+    def folder(self, step: int) -> str:
+        return f"{self.prefix}/{step_tag(step)}"
+
+    def upload(self, local_tag_dir: Path, step: int) -> list[str]:
+        """Upload this rank's files of one checkpoint (each rank calls it); returns their stored names.
+
+        Every file must already be pickle-free: a DeepSpeed path that bypassed the safetensors
+        engine would fail here, before anything unsafe reaches the store.
+        """
+        names = []
+        for path in sorted(local_tag_dir.iterdir()):
+            if path.is_file() and not path.is_symlink():
+                read_header(path)
+                name = stored_name(path.name)
+                self.store.write_bytes(f"{self.folder(step)}/{name}", path.read_bytes())
+                names.append(name)
+        return names
+
+    def commit(self, step: int, record: dict[str, Any]) -> dict[str, Any]:
+        """Rank 0, after every rank uploaded: the checkpoint becomes visible, naming its files."""
+        files = sorted(os.path.basename(p) for p in self.store.list(self.folder(step), suffix=STORED_SUFFIX))
+        return self.log.commit(step_tag(step), {"step": step, **record, "files": files})
+
+    def records(self) -> list[dict[str, Any]]:
+        """Committed checkpoints, newest step first."""
+        return sorted((r for r in self.log.records() if isinstance(r.get("step"), int)), key=lambda r: r["step"], reverse=True)
+
+    def newest(self) -> dict[str, Any] | None:
+        records = self.records()
+        return records[0] if records else None
+
+    def download(self, record: dict[str, Any], local_dir: Path) -> Path:
+        """The files a commit record names into `local_dir/<tag>` (DeepSpeed's names), each checked
+        by its bytes; a StoreError names every file that is missing or not pickle-free."""
+        step = record.get("step")
+        files = record.get("files")
+        where = self.store.uri(self.log.record_path(str(record.get("name"))))
+        if not isinstance(step, int) or not isinstance(files, list) or not files:
+            raise StoreError(f"{where}: checkpoint record names no files (written before checkpoints were pickle-free?)")
+        target = local_dir / step_tag(step)
+        target.mkdir(parents=True, exist_ok=True)
+        problems = []
+        for name in files:
+            if not isinstance(name, str) or not SEGMENT.match(name) or not name.endswith(STORED_SUFFIX):
+                problems.append(f"{where}: checkpoint file name {name!r} is not allowed")
+                continue
+            remote = f"{self.folder(step)}/{name}"
+            if not self.store.exists(remote):
+                problems.append(f"{self.store.uri(remote)}: checkpoint file is missing")
+                continue
+            local = target / local_name(name)
+            self.store.fs.get(remote, str(local))
+            try:
+                read_header(local, where=self.store.uri(remote))
+            except StoreError as err:
+                problems.append(str(err))
+        if problems:
+            raise StoreError("; ".join(problems))
+        return target
+
+    def prune(self, keep: int) -> None:
+        """Delete all but the newest `keep` committed checkpoints: record first, then files."""
+        for record in self.records()[keep:]:
+            tag = step_tag(record["step"])
+            self.store.fs.rm(self.log.record_path(tag))
+            if self.store.exists(self.folder(record["step"])):
+                self.store.fs.rm(self.folder(record["step"]), recursive=True)
+
+    def remove(self) -> None:
+        """After the trained result is committed, its training state is no longer needed."""
+        if self.store.exists(self.prefix):
+            self.store.fs.rm(self.prefix, recursive=True)
 
 
 class AdapterStore:
@@ -34,7 +130,7 @@ class AdapterStore:
         self.key = key
         self.prefix = store.path(corpus, "adapters", key)
         self.log = CommitLog(store, self.prefix)
-        self.checkpoints = CommitLog(store, f"{self.prefix}/checkpoints")
+        self.checkpoints = CheckpointStore(store, f"{self.prefix}/checkpoints")
 
     @property
     def uri(self) -> str:
@@ -53,44 +149,3 @@ class AdapterStore:
             self.store.write_bytes(f"{self.prefix}/{name}", data)
         self.store.write_json(f"{self.prefix}/finetune.json", summary)
         self.log.commit(FINISHED, {"files": sorted([*files, "finetune.json"])})
-
-    # checkpoints ---------------------------------------------------------------------------------
-    def upload_checkpoint(self, local_tag_dir: Path, step: int) -> None:
-        """Upload this rank's files of one DeepSpeed checkpoint (each rank calls it)."""
-        base = f"{self.prefix}/checkpoints/{step_tag(step)}"
-        for path in sorted(local_tag_dir.iterdir()):
-            if path.is_file():
-                self.store.write_bytes(f"{base}/{path.name}", path.read_bytes())
-
-    def commit_checkpoint(self, step: int, record: dict[str, Any]) -> None:
-        """Rank 0, after every rank uploaded: the checkpoint becomes visible."""
-        self.checkpoints.commit(step_tag(step), {"step": step, **record})
-
-    def newest_checkpoint(self) -> dict[str, Any] | None:
-        records = self.checkpoints.records()
-        return max(records, key=lambda r: r["step"]) if records else None
-
-    def download_checkpoint(self, step: int, local_dir: Path) -> Path:
-        """All files of a committed checkpoint into `local_dir/<tag>`; returns that folder."""
-        tag = step_tag(step)
-        target = local_dir / tag
-        target.mkdir(parents=True, exist_ok=True)
-        for remote in self.store.list(f"{self.prefix}/checkpoints/{tag}"):
-            self.store.fs.get(remote, str(target / os.path.basename(remote)))
-        return target
-
-    def prune_checkpoints(self, keep: int) -> None:
-        """Delete all but the newest `keep` committed checkpoints: record first, then files."""
-        records = sorted(self.checkpoints.records(), key=lambda r: r["step"])
-        for record in records[: max(0, len(records) - keep)]:
-            tag = step_tag(record["step"])
-            self.store.fs.rm(self.checkpoints.record_path(tag))
-            folder = f"{self.prefix}/checkpoints/{tag}"
-            if self.store.exists(folder):
-                self.store.fs.rm(folder, recursive=True)
-
-    def remove_checkpoints(self) -> None:
-        """After the adapter is committed, its training state is no longer needed."""
-        folder = f"{self.prefix}/checkpoints"
-        if self.store.exists(folder):
-            self.store.fs.rm(folder, recursive=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ValidationInfo, Field, field_validator
 
 from lloco_core.config import CorpusConfig, Device, check_name
 from lloco_core.qa.prompts import PAPER_SET
@@ -51,10 +51,10 @@ class FinetuneConfig(CorpusConfig):
     checkpoint_every: int = Field(default=50, ge=1, description="Optimizer steps between checkpoints committed to the store.")
     keep_checkpoints: int = Field(default=1, ge=1, description="Committed checkpoints kept (older ones are deleted after a newer commit).")
 
-    @field_validator("output_key")
+    @field_validator("output_key", "encoder_key")
     @classmethod
-    def _key_is_a_name(cls, value: str | None) -> str | None:
-        return None if value is None else check_name(value, "output key")
+    def _key_is_a_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_name(value, str(info.field_name).replace("_", " "))
 
     def training_settings(self) -> dict:
         """The fields that change what is trained (part of the adapter key)."""

@@ -10,16 +10,25 @@ On CPU the DeepSpeed CPU accelerator runs with gloo. At world size 1 its shared-
 all-reduce op is never used, so it is marked unavailable before the engine starts: that skips a
 ~70 s JIT compile on a fresh machine. The optimizer is a torch AdamW object, so DeepSpeed never
 compiles `fused_adam`.
+
+Checkpoints: every engine made by `initialize` saves and loads through a pickle-free checkpoint
+engine (`ds_checkpoint_engine`), and `save_to_store` / `resume_from_store` move its files through a
+`CheckpointStore`. Any training loop that builds its engine here and checkpoints with these two gets
+store checkpoints that cannot run code when they are loaded.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from lloco_core.errors import StoreError
+from lloco_core.training.checkpoints import CheckpointStore, step_tag
 
 
 @dataclass(frozen=True)
@@ -96,8 +105,62 @@ def initialize(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
     """`deepspeed.initialize` with torch optimizer/scheduler objects; returns the engine."""
     import deepspeed
 
+    from lloco_core.training.ds_checkpoint_engine import install
+
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config)
+    install(engine)
     return engine
+
+
+def save_to_store(engine: Any, checkpoints: CheckpointStore, env: DistEnv, staging: str | Path, step: int, client_state: dict[str, Any], record: dict[str, Any], keep: int) -> None:
+    """One checkpoint: DeepSpeed saves locally (pickle-free), every rank uploads its files, rank 0 commits and prunes.
+
+    `client_state` is the loop's own state (step, data position, RNG, loss curve): tensors and plain values.
+    """
+    import torch.distributed as dist
+
+    tag = step_tag(step)
+    local = Path(staging) / "save"
+    engine.save_checkpoint(str(local), tag=tag, client_state=client_state, save_latest=False, exclude_frozen_parameters=True)
+    checkpoints.upload(local / tag, step)
+    if env.world_size > 1:
+        dist.barrier()
+    if env.is_main:
+        checkpoints.commit(step, {**record, "world_size": env.world_size})
+        checkpoints.prune(keep)
+    for path in (local / tag).iterdir():
+        path.unlink()
+
+
+@dataclass
+class Resumed:
+    """What `resume_from_store` found: the loop's client state (None = start fresh) and refused checkpoints."""
+
+    client_state: dict[str, Any] | None = None
+    step: int = 0
+    refused: list[dict[str, str]] = field(default_factory=list)
+
+
+def resume_from_store(engine: Any, checkpoints: CheckpointStore, staging: str | Path) -> Resumed:
+    """Load the newest committed checkpoint whose files are all intact and pickle-free.
+
+    Every file is checked by its bytes and its whole tree before DeepSpeed touches the engine, so a
+    refused checkpoint leaves the engine as it was; it is listed, and the next older one is tried
+    (none left = start fresh, which gives the same result, only later). Every rank reads the same
+    files, so every rank makes the same choice.
+    """
+    resumed = Resumed()
+    for record in checkpoints.records():
+        where = checkpoints.store.uri(checkpoints.folder(record["step"]))
+        try:
+            local = checkpoints.download(record, Path(staging) / "resume")  # checks every file's bytes and tree
+        except StoreError as err:
+            resumed.refused.append({"checkpoint": where, "reason": str(err)})
+            continue
+        _, client = engine.load_checkpoint(str(local.parent), tag=local.name, load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True)
+        resumed.client_state, resumed.step = client, record["step"]
+        break
+    return resumed
 
 
 def rng_state() -> dict[str, Any]:

@@ -219,10 +219,12 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
     curve: list[dict[str, float]] = []
     micro, resumed_from = 0, 0
     staging = tempfile.TemporaryDirectory(prefix=f"lloco-ckpt-r{env.rank}-")
-    newest = adapters.newest_checkpoint()
-    if newest is not None:
-        local = adapters.download_checkpoint(newest["step"], Path(staging.name) / "resume")
-        _, client = engine.load_checkpoint(str(local.parent), tag=local.name, load_module_strict=False, load_optimizer_states=True, load_lr_scheduler_states=True)
+    resumed = ds.resume_from_store(engine, adapters.checkpoints, staging.name)
+    for refused in resumed.refused:
+        if on_progress and env.is_main:
+            on_progress({"event": "checkpoint_refused", **refused})
+    if resumed.client_state is not None:
+        client = resumed.client_state
         micro, curve, resumed_from = client["micro_step"], client["curve"], client["step"]
         ds.set_rng_state(client["rng"])
     else:
@@ -275,6 +277,7 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
         "steps": step,
         "steps_run": step - resumed_from,
         "resumed_from_step": resumed_from,
+        "checkpoints_refused": resumed.refused,
         "examples": len(examples),
         "prompt_set": plan.prompts.name,
         "split": plan.split_summary(),
@@ -296,7 +299,7 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
         files["loss.json"] = json.dumps(curve, indent=1).encode()
         files["loss.png"] = loss_plot_png(curve, f"{config.corpus} / {plan.adapter_key}")
         adapters.publish(files, summary)
-        adapters.remove_checkpoints()
+        adapters.checkpoints.remove()
     if env.world_size > 1:
         dist.barrier()
     staging.cleanup()
@@ -309,21 +312,9 @@ def check_hidden_size_of(plan: FinetunePlan, hidden: int, where: str) -> None:
 
 
 def _checkpoint(engine: Any, adapters: AdapterStore, env: ds.DistEnv, staging: str, step: int, micro: int, curve: list, keep: int) -> None:
-    """DeepSpeed saves locally (trainable weights, optimizer partitions, scheduler, client state), every rank uploads its files, rank 0 commits."""
-    import torch.distributed as dist
-
-    tag = step_tag(step)
-    local = Path(staging) / "save"
+    """Trainable weights, optimizer partitions, scheduler and this loop's state (step, data position, loss curve, RNG) to the store."""
     client = {"step": step, "micro_step": micro, "curve": curve, "rng": ds.rng_state()}
-    engine.save_checkpoint(str(local), tag=tag, client_state=client, save_latest=False, exclude_frozen_parameters=True)
-    adapters.upload_checkpoint(local / tag, step)
-    if env.world_size > 1:
-        dist.barrier()
-    if env.is_main:
-        adapters.commit_checkpoint(step, {"micro_step": micro, "world_size": env.world_size})
-        adapters.prune_checkpoints(keep)
-    for path in (local / tag).iterdir():
-        path.unlink()
+    ds.save_to_store(engine, adapters.checkpoints, env, staging, step, client, {"micro_step": micro}, keep)
 
 
 def finetune(config: FinetuneConfig, prompts: PromptSet | None = None, on_progress: ProgressFn | None = None) -> dict[str, Any]:
