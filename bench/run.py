@@ -44,26 +44,29 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def last_json(text: str) -> dict:
-    """The last line of a script's stdout that parses as a JSON object."""
-    for line in reversed(text.strip().splitlines()):
+def json_lines(text: str) -> list[dict]:
+    """Every line of a script's stdout that parses as a JSON object, in order."""
+    out = []
+    for line in text.strip().splitlines():
         try:
             value = json.loads(line)
         except ValueError:
             continue
         if isinstance(value, dict):
-            return value
-    raise ValueError("no JSON line in its output")
+            out.append(value)
+    if not out:
+        raise ValueError("no JSON line in its output")
+    return out
 
 
-def run_script(script: Path, args: list[str]) -> dict:
+def run_script(script: Path, args: list[str]) -> list[dict]:
     """Run a bench script as a child (same interpreter, this checkout first on the path)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=SUBPROCESS_TIMEOUT, check=False)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"{script.name} {' '.join(args)} exited {done.returncode}: {tail[0]}")
-    return last_json(done.stdout)
+    return json_lines(done.stdout)
 
 
 def planning_rows(quick: bool, big: bool) -> list[Row]:
@@ -79,7 +82,7 @@ def planning_rows(quick: bool, big: bool) -> list[Row]:
             if place != "local" and n > 1_000_000:
                 continue
             log(f"f: planning {n:,} committed + {new:,} new, {place}")
-            result = run_script(script, ["--docs", str(n), "--new", str(new), *flag])
+            result = run_script(script, ["--docs", str(n), "--new", str(new), *flag])[-1]
             extra = {k: v for k, v in result.items() if k not in ("plan_seconds", "bench")}
             rows.append(Row("f", f"plan {n:,} committed + {new:,} new docs, {place}", f"{n:,} committed", f"plan {result['plan_seconds']:.3g} s",
                             float(result["plan_seconds"]), "s", goal=PLANNING_GOALS.get((n, place)), note=json.dumps(extra) if extra else ""))
@@ -90,14 +93,27 @@ def planning_rows(quick: bool, big: bool) -> list[Row]:
 
 
 def train_compressor_rows(quick: bool) -> list[Row]:
-    """Row h: bench/train_compressor.py (developer `compressor`): its tokens/s."""
+    """Row h: bench/train_compressor.py (developer `compressor`): document tokens/s of each objective
+    and of its plain causal-LM baseline (JSON lines with `run` and a `*tokens_per_s` figure)."""
     script = ROOT / "bench" / "train_compressor.py"
     if not script.exists():
         return [Row("h", "train-compressor tokens/s", "-", "-", None, "tok/s", note="not measured: bench/train_compressor.py is not in this checkout yet")]
-    result = run_script(script, ["--quick"] if quick else [])
-    rate = next((v for k, v in result.items() if k.endswith("tokens_per_s") and isinstance(v, (int, float))), None)
-    extra = {k: v for k, v in result.items() if not k.endswith("tokens_per_s") and k != "bench"}
-    return [Row("h", "train-compressor tokens/s", "-", f"{rate:,.0f} tok/s" if rate is not None else "-", rate, "tok/s", note=json.dumps(extra)[:300])]
+    source = script.read_text()
+    args = (["--quick"] if "--quick" in source else ["--steps", "2"] if "--steps" in source else []) if quick else []
+    runs = []
+    for record in run_script(script, args):
+        rate = next((v for k, v in record.items() if k.endswith("tokens_per_s") and isinstance(v, (int, float))), None)
+        if rate is not None:
+            runs.append((str(record.get("run", "train-compressor")), float(rate)))
+    baseline = next((rate for run, rate in runs if "baseline" in run), None)
+    rows = []
+    for run, rate in runs:
+        if "baseline" in run:
+            continue
+        rows.append(Row("h", f"train-compressor document tok/s, {run}", f"plain LM {baseline:,.0f} tok/s" if baseline else "-", f"{rate:,.0f} tok/s",
+                        rate / baseline if baseline else rate, "x" if baseline else "tok/s",
+                        note="measured one after the other by bench/train_compressor.py (not interleaved)" if baseline else ""))
+    return rows or [Row("h", "train-compressor tokens/s", "-", "-", None, note="its output had no tokens/s figure")]
 
 
 def measures(work: Path, args: argparse.Namespace) -> dict[str, Callable[[], list[Row]]]:
