@@ -141,6 +141,18 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     return best
 
 
+class PeakMeter:
+    """The matmul peak as the best rate seen: sampled again before each repeat, because a busy
+    moment at the start would understate the ceiling and overstate every utilisation."""
+
+    def __init__(self, n: int = 2048, repeats: int = 3) -> None:
+        self.n, self.repeats, self.value = n, repeats, 0.0
+
+    def sample(self) -> float:
+        self.value = max(self.value, matmul_peak(self.n, self.repeats))
+        return self.value
+
+
 def linear_flops_per_position(config) -> float:
     """Multiply-adds x 2 of the decoder layers' linear maps for one input position (attention's
     score/value products excluded): the work that runs at matmul speed."""

@@ -17,13 +17,14 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from bench.common import Goal, Row, bench_model, emit, forward_flops, interleave, linear_flops_per_position, matmul_peak, median_spread, ratio_row, timed, write_corpus
+from bench.common import Goal, PeakMeter, Row, bench_model, emit, forward_flops, interleave, linear_flops_per_position, median_spread, ratio_row, timed, write_corpus
 from lloco_core.config import CompressConfig, IngestConfig
 from lloco_core.model.compress import cached_compressor, compress, encoder_settings
 from lloco_core.model.segments import segment_document
@@ -61,16 +62,38 @@ def measure(work: Path, quick: bool = False, repeats: int | None = None, hidden:
         kinds = {"long": (8, 5200), "short": (160, 170)}  # ~6k and ~200 tokens
     model_dir = bench_model(work, hidden, layers, segment_length, summary_length)
     torch.set_num_threads(os.cpu_count() or 1)
-    peak = matmul_peak(512 if quick else 2048, 3 if quick else 10)
-    rows = []
+    peak = PeakMeter(512 if quick else 2048)
+    runs = {}
     for kind, (n_docs, n_words) in kinds.items():
         source = write_corpus(Path(tempfile.mkdtemp(prefix=f"compress-{kind}-", dir=work)), n_docs, n_words, 0 if kind == "long" else 1000)
-        rows += kind_rows(kind, source, model_dir, repeats, peak, work)
+        runs[kind] = side_by_side(kind, source, model_dir, repeats, peak, work)
+    rows = []
+    for kind, run in runs.items():
+        long = kind == "long"
+        per_rate = run.flops / 1e9 / peak.value / run.tokens  # utilisation at 1 token/s
+        util, spread = median_spread([v * per_rate for v in run.values["lloco"]])
+        bare_util = median_spread([v * per_rate for v in run.values["bare loop"]])[0]
+        rows += [
+            ratio_row("a", f"compress {kind} docs (~{run.tokens // run.documents:,} tok), tok/s", run.values, "bare loop", "lloco", higher_is_better=True,
+                      unit_label="tok/s", goal=GOAL_RATIO if long else None, note="" if long else "GPU goal (batched >= 3x one-at-a-time) is measured by bench/gpu.sh"),
+            Row("a", f"utilisation, {kind} docs (model FLOPs / matmul peak)", f"bare loop {bare_util:.0%}", f"lloco {util:.0%}", util, "%", spread, repeats,
+                GOAL_UTIL if long else None, f"model FLOPs = linear maps + causal attention (MFU as PaLM counts it); the linear maps alone: {util * run.linear / run.flops:.0%}; "
+                f"fp32 matmul peak {peak.value:,.0f} GFLOP/s on {torch.get_num_threads()} threads (the best of samples taken before every repeat)"),
+        ]
     return rows
 
 
-def kind_rows(kind: str, source: Path, model_dir: Path, repeats: int, peak: float, work: Path) -> list[Row]:
-    """Interleaved bare loop and whole compress on one corpus; the ratio row and the utilisation row."""
+@dataclass
+class SideBySide:
+    values: dict[str, list[float]]  # tok/s per repeat, "bare loop" and "lloco"
+    tokens: int
+    documents: int
+    flops: float  # model FLOPs of all passes (the same work on both sides)
+    linear: float  # the linear maps' share of them
+
+
+def side_by_side(kind: str, source: Path, model_dir: Path, repeats: int, peak: PeakMeter, work: Path) -> SideBySide:
+    """The bare loop and the whole compress on one corpus, interleaved; the matmul peak sampled before each repeat."""
     config = CompressConfig(corpus=kind, model=str(model_dir), device="cpu", batch_size=8, shard_size=64)
     compressor = cached_compressor(encoder_settings(config), "cpu")  # loaded once, as a worker would
     texts = [p.read_text() for p in sorted(source.iterdir())]
@@ -81,6 +104,7 @@ def kind_rows(kind: str, source: Path, model_dir: Path, repeats: int, peak: floa
     roots = iter(Path(tempfile.mkdtemp(prefix=f"store-{kind}-{r}-", dir=work)) for r in range(repeats))
 
     def bare() -> float:
+        peak.sample()
         seconds, flops, linear = bare_loop(compressor.model, docs)
         work_flops.append((flops, linear))
         return tokens / seconds
@@ -94,19 +118,7 @@ def kind_rows(kind: str, source: Path, model_dir: Path, repeats: int, peak: floa
         return tokens / seconds
 
     values = interleave({"bare loop": bare, "lloco": lloco}, repeats)
-    flops, linear = work_flops[0]
-    util_per_rate = flops / 1e9 / peak / tokens  # utilisation at 1 token/s
-    long = kind == "long"
-    util, spread = median_spread([v * util_per_rate for v in values["lloco"]])
-    bare_util = median_spread([v * util_per_rate for v in values["bare loop"]])[0]
-    linear_util = util * linear / flops
-    return [
-        ratio_row("a", f"compress {kind} docs (~{tokens // len(docs):,} tok), tok/s", values, "bare loop", "lloco", higher_is_better=True, unit_label="tok/s",
-                  goal=GOAL_RATIO if long else None, note="" if long else "GPU goal (batched >= 3x one-at-a-time) is measured by bench/gpu.sh"),
-        Row("a", f"utilisation, {kind} docs (model FLOPs / matmul peak)", f"bare loop {bare_util:.0%}", f"lloco {util:.0%}", util, "%", spread, repeats,
-            GOAL_UTIL if long else None, f"model FLOPs = linear maps + causal attention (MFU as PaLM counts it); the linear maps alone: {linear_util:.0%}; "
-            f"fp32 matmul peak {peak:,.0f} GFLOP/s on {torch.get_num_threads()} threads"),
-    ]
+    return SideBySide(values, tokens, len(docs), *work_flops[0])
 
 
 def main() -> None:
