@@ -53,13 +53,13 @@ def bare_loop(model, documents: list[list[list[int]]]) -> tuple[float, float, fl
 
 def measure(work: Path, quick: bool = False, repeats: int | None = None, hidden: int = 512, layers: int = 4) -> list[Row]:
     """Rows a: tok/s ratio and utilisation, long and short documents. `work`: a scratch folder."""
-    repeats = repeats or (1 if quick else 3)
+    repeats = repeats or (1 if quick else 5)
     if quick:
         hidden, layers, segment_length, summary_length = 64, 2, 256, 8
         kinds = {"long": (2, 700), "short": (8, 60)}  # documents, words (~1.2 tokens a word)
-    else:
+    else:  # ~5-10 s a side on a quiet machine: short pairs, so a burst of load rarely splits one
         segment_length, summary_length = 1536, 50
-        kinds = {"long": (8, 5200), "short": (160, 170)}  # ~6k and ~200 tokens
+        kinds = {"long": (4, 5200), "short": (80, 170)}  # ~6k and ~200 tokens
     model_dir = bench_model(work, hidden, layers, segment_length, summary_length)
     torch.set_num_threads(os.cpu_count() or 1)
     peak = PeakMeter(512 if quick else 2048)
@@ -73,9 +73,12 @@ def measure(work: Path, quick: bool = False, repeats: int | None = None, hidden:
         per_rate = run.flops / 1e9 / peak.value / run.tokens  # utilisation at 1 token/s
         util, spread = median_spread([v * per_rate for v in run.values["lloco"]])
         bare_util = median_spread([v * per_rate for v in run.values["bare loop"]])[0]
+        cpu_ratio = median_spread([c / b for b, c in zip(run.cpu["bare loop"], run.cpu["lloco"])])[0]
         rows += [
             ratio_row("a", f"compress {kind} docs (~{run.tokens // run.documents:,} tok), tok/s", run.values, "bare loop", "lloco", higher_is_better=True,
-                      unit_label="tok/s", goal=GOAL_RATIO if long else None, note="" if long else "GPU goal (batched >= 3x one-at-a-time) is measured by bench/gpu.sh"),
+                      unit_label="tok/s", goal=GOAL_RATIO if long else None,
+                      note=f"{run.documents} documents a run; per CPU second (steadier when the machine is busy): {cpu_ratio:.2f}x"
+                      + ("" if long else "; the GPU goal (batched >= 3x one-at-a-time) is measured by bench/gpu.sh")),
             Row("a", f"utilisation, {kind} docs (model FLOPs / matmul peak)", f"bare loop {bare_util:.0%}", f"lloco {util:.0%}", util, "%", spread, repeats,
                 GOAL_UTIL if long else None, f"model FLOPs = linear maps + causal attention (MFU as PaLM counts it); the linear maps alone: {util * run.linear / run.flops:.0%}; "
                 f"fp32 matmul peak {peak.value:,.0f} GFLOP/s on {torch.get_num_threads()} threads (the best of samples taken before every repeat)"),
@@ -86,6 +89,7 @@ def measure(work: Path, quick: bool = False, repeats: int | None = None, hidden:
 @dataclass
 class SideBySide:
     values: dict[str, list[float]]  # tok/s per repeat, "bare loop" and "lloco"
+    cpu: dict[str, list[float]]  # tokens per CPU second (all threads) per repeat: steadier than wall time on a busy machine
     tokens: int
     documents: int
     flops: float  # model FLOPs of all passes (the same work on both sides)
@@ -103,9 +107,13 @@ def side_by_side(kind: str, source: Path, model_dir: Path, repeats: int, peak: P
     work_flops: list[tuple[float, float]] = []
     roots = iter(Path(tempfile.mkdtemp(prefix=f"store-{kind}-{r}-", dir=work)) for r in range(repeats))
 
+    cpu: dict[str, list[float]] = {"bare loop": [], "lloco": []}
+
     def bare() -> float:
         peak.sample()
+        start = time.process_time()
         seconds, flops, linear = bare_loop(compressor.model, docs)
+        cpu["bare loop"].append(tokens / (time.process_time() - start))
         work_flops.append((flops, linear))
         return tokens / seconds
 
@@ -113,12 +121,14 @@ def side_by_side(kind: str, source: Path, model_dir: Path, repeats: int, peak: P
         root = str(next(roots))
         ingest(IngestConfig(corpus=kind, source=str(source), root=root))
         summary: list = []
+        start = time.process_time()
         seconds = timed(lambda: summary.append(compress(config.model_copy(update={"root": root}))))
+        cpu["lloco"].append(tokens / (time.process_time() - start))
         assert summary[0].tokens == tokens, (summary[0].tokens, tokens)
         return tokens / seconds
 
     values = interleave({"bare loop": bare, "lloco": lloco}, repeats)
-    return SideBySide(values, tokens, len(docs), *work_flops[0])
+    return SideBySide(values, cpu, tokens, len(docs), *work_flops[0])
 
 
 def main() -> None:
