@@ -82,8 +82,8 @@ def planning_rows(quick: bool, big: bool) -> list[Row]:
             if place != "local" and n > 1_000_000:
                 continue
             log(f"f: planning {n:,} committed + {new:,} new, {place}")
-            result = run_script(script, ["--docs", str(n), "--new", str(new), *flag])[-1]
-            extra = {k: v for k, v in result.items() if k not in ("plan_seconds", "bench")}
+            result = run_script(script, ["--docs", str(n), "--new", str(new), "--before", "none", *flag])[-1]
+            extra = {k: result[k] for k in ("plan_reads", "build_seconds") if k in result}
             rows.append(Row("f", f"plan {n:,} committed + {new:,} new docs, {place}", f"{n:,} committed", f"plan {result['plan_seconds']:.3g} s",
                             float(result["plan_seconds"]), "s", goal=PLANNING_GOALS.get((n, place)), note=json.dumps(extra) if extra else ""))
     if not big and not quick:

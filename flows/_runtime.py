@@ -32,6 +32,36 @@ CORPUS_PATTERN = NAME_PATTERN.pattern
 """The corpus-name rule as a JSON-schema pattern, so the server itself rejects a bad name."""
 
 
+def plain_optional_inputs(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Shape a form model's JSON schema for the Prefect UI.
+
+    - An optional field (`X | None`, default None) becomes a plain optional input of type X: the
+      UI drew `anyOf [X, null]` as a `X | None` toggle reading "Property is type None". The
+      server still accepts null or absence for it (Prefect's validator allows null in a field
+      that is not required and has no default), and pydantic fills in None.
+    - A list field with a default factory shows its default (pydantic leaves factories out of
+      the schema, so `systems` read "No items selected" although the default is all five).
+    """
+    properties: dict[str, dict[str, Any]] = schema.get("properties", {})
+    for name, prop in properties.items():
+        options = prop.get("anyOf", [])
+        plain = [o for o in options if o != {"type": "null"}]
+        if len(options) == 2 and len(plain) == 1 and "$ref" not in plain[0]:
+            del prop["anyOf"]
+            prop.update(plain[0])
+            if "default" in prop and prop["default"] is None:
+                del prop["default"]
+    for name, field in model.model_fields.items():
+        if name in properties and field.default_factory is not None and "default" not in properties[name]:
+            value = field.default_factory()  # type: ignore[call-arg]
+            if isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value):
+                properties[name]["default"] = value
+
+
+FORM = ConfigDict(extra="forbid", json_schema_extra=plain_optional_inputs)
+"""model_config of every form model (the parameters a deployment's UI form renders)."""
+
+
 def field_of(model: type[BaseModel], name: str) -> Any:
     """Reuse a field (type bounds, default, description) of a library config in a flow's form."""
     info: FieldInfo = model.model_fields[name]
@@ -41,7 +71,7 @@ def field_of(model: type[BaseModel], name: str) -> Any:
 class CompressOptions(BaseModel):
     """The compress settings a form shows; store, corpus and model come from the enclosing form."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     segment_length: int | None = field_of(CompressConfig, "segment_length")
     shard_size: int = field_of(CompressConfig, "shard_size")
@@ -57,7 +87,7 @@ class CompressOptions(BaseModel):
 class ScaleOptions(BaseModel):
     """Where shard tasks run: threads in the flow's process, or a Dask cluster (local or remote)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     task_runner: Literal["threads", "dask"] = Field(default="threads", description="threads: one process (one GPU). dask: spread shard tasks over Dask workers.")
     dask_address: str | None = Field(default=None, description="Scheduler address (tcp://host:8786) of an existing Dask cluster; empty = start a local cluster for this run.")

@@ -1,6 +1,7 @@
 """Flow `backfill`: bring many collections into the store, one child `pipeline` run per collection.
 
-Each child is a run of the `pipeline` deployment (ingest + compress), so children spread over
+Each child is a run of the `pipeline` deployment (ingest + compress by default; finetune and
+evaluate with the same options as `pipeline` when switched on), so children spread over
 every worker of the pool and each shows in the UI under this run. A collection already in the store
 costs its child a hash comparison and a commit-record listing: nothing is written twice.
 """
@@ -17,40 +18,58 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from lloco_core.config import StoreConfig
 
-from ._runtime import CORPUS_PATTERN, CompressOptions, ScaleOptions
+from ._runtime import CORPUS_PATTERN, FORM, CompressOptions, ScaleOptions
 from .compress import artifact_key
-from .pipeline import PipelineConfig, PipelineStages
+from .pipeline import EvaluateOptions, FinetuneOptions, PipelineConfig, PipelineStages
 
 
 class Collection(BaseModel):
     """A collection to backfill: it becomes the corpus `name`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     name: str = Field(pattern=CORPUS_PATTERN, description="Corpus name for this collection.")
     source: str = Field(min_length=1, description="Folder, .jsonl/.parquet file or fsspec URL (s3://…) holding the collection.")
+    qa: str | None = Field(default=None, description="QA JSONL of this collection for the finetune stage; empty = finetune.qa.")
+    eval_set: str | None = Field(default=None, description="Eval JSONL of this collection for the evaluate stage; empty = evaluate.eval_set, else its QA file.")
+
+
+class BackfillStages(PipelineStages):
+    """Which stages each child runs; a backfill compresses by default, training and evaluating are opt-in."""
+
+    finetune: bool = Field(default=False, description="Train (or reuse) each corpus's LoRA adapter; needs a QA file (the collection's qa or finetune.qa).")
+    evaluate: bool = Field(default=False, description="Compare LLoCO with the baselines per corpus; needs an eval set or a QA file.")
 
 
 class BackfillConfig(StoreConfig):
-    """The `backfill` form: collections, the compressor, and which deployment runs each child."""
+    """The `backfill` form: collections, the compressor, the stage options of `pipeline` (applied to
+    every child), and which deployment runs each child."""
+
+    model_config = FORM
 
     collections: list[Collection] = Field(min_length=1, description="One child run per collection.")
     model: str = Field(description="AutoCompressor checkpoint: a local folder or a hub id already in the local cache.")
+    stages: BackfillStages = Field(default_factory=BackfillStages)
     compress: CompressOptions = Field(default_factory=CompressOptions)
+    finetune: FinetuneOptions = Field(default_factory=FinetuneOptions)
+    evaluate: EvaluateOptions = Field(default_factory=EvaluateOptions)
     scale: ScaleOptions = Field(default_factory=ScaleOptions)
     deployment: str = Field(default="pipeline/pipeline", description="The deployment ('flow/deployment') each child runs.")
     child_timeout_s: float = Field(default=6 * 3600, gt=0, description="How long to wait for each child run.")
 
 
 def child_parameters(config: BackfillConfig, collection: Collection) -> dict[str, Any]:
-    """The child's `pipeline` form, as JSON (exactly what the UI would send)."""
+    """The child's `pipeline` form, as JSON (exactly what the UI would send): the backfill's stage
+    options, with the collection's own QA and eval files where it names them."""
+    finetune = config.finetune.model_copy(update={"qa": collection.qa or config.finetune.qa})
+    evaluate = config.evaluate.model_copy(update={"eval_set": collection.eval_set or config.evaluate.eval_set})
     child = PipelineConfig(
-        root=config.root, endpoint_url=config.endpoint_url, corpus=collection.name, sources=[collection.source],
-        model=config.model, compress=config.compress, scale=config.scale, stages=PipelineStages(ingest=True, compress=True, finetune=False, evaluate=False),
+        root=config.root, endpoint_url=config.endpoint_url, corpus=collection.name, sources=[collection.source], model=config.model,
+        stages=PipelineStages(**config.stages.model_dump()), compress=config.compress, finetune=finetune, evaluate=evaluate, scale=config.scale,
     )
     return {"config": child.model_dump(mode="json")}
 

@@ -11,8 +11,9 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from ._runtime import FORM
 from .compress import artifact_key
 from .pipeline import CorpusJob, PipelineConfig, PipelineStages, pipeline_flow
 
@@ -20,7 +21,7 @@ from .pipeline import CorpusJob, PipelineConfig, PipelineStages, pipeline_flow
 class NightlyConfig(BaseModel):
     """The `compress-nightly` form: the corpora to keep compressed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     corpora: list[CorpusJob] = Field(default_factory=list, description="Corpora to bring up to date, in order; a corpus with no sources only compresses what was ingested elsewhere.")
 

@@ -18,13 +18,13 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from lloco_core.config import IngestConfig, StoreConfig
 from lloco_core.qa.config import EvaluateConfig
 from lloco_core.training.finetune import FinetuneConfig
 
-from ._runtime import CORPUS_PATTERN, CompressOptions, ScaleOptions, configured, field_of, gpu_slot
+from ._runtime import CORPUS_PATTERN, FORM, CompressOptions, ScaleOptions, configured, field_of, gpu_slot
 from .compress import artifact_key, compress_flow
 from .evaluate import evaluate_flow, system_rows
 from .finetune import FinetuneFlowConfig, finetune_flow
@@ -34,7 +34,7 @@ from .ingest import ingest_flow
 class PipelineStages(BaseModel):
     """Which stages run; a switched-off stage is skipped, later ones read what the store holds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     ingest: bool = Field(default=True, description="Add the sources' new and changed documents.")
     compress: bool = Field(default=True, description="Encode uncompressed documents into committed shards.")
@@ -45,7 +45,7 @@ class PipelineStages(BaseModel):
 class FinetuneOptions(BaseModel):
     """The finetune settings a form shows (paper defaults); the rest keep FinetuneConfig's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     qa: str | None = Field(default=None, description="QA JSONL for this corpus (id, doc_id, question, answers); empty = no finetune.")
     holdout: float = field_of(FinetuneConfig, "holdout")
@@ -66,7 +66,7 @@ class FinetuneOptions(BaseModel):
 class EvaluateOptions(BaseModel):
     """The evaluation settings a form shows; the adapter is the one the finetune stage produced."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = FORM
 
     eval_set: str | None = Field(default=None, description="Eval JSONL (LongBench/QuALITY file or a corpus QA file); empty = the questions finetune held out of finetune.qa.")
     limit: int | None = field_of(EvaluateConfig, "limit")
@@ -79,6 +79,8 @@ class EvaluateOptions(BaseModel):
 
 class CorpusJob(StoreConfig):
     """One corpus: where its documents come from, which compressor encodes them, how shards run."""
+
+    model_config = FORM
 
     corpus: str = Field(pattern=CORPUS_PATTERN, description="Corpus name: letters, digits, '.', '_' or '-' (one path segment).")
     sources: list[str] = Field(default_factory=list, description="Folders of .txt/.md, .jsonl or .parquet files, or fsspec URLs, ingested in order.")

@@ -26,6 +26,9 @@ def tiny_model() -> Path:
 
 
 def main() -> int:
+    from lloco_core.logs import quiet_third_party
+
+    quiet_third_party()  # before torch/transformers/deepspeed load: no third-party noise (LLOCO_VERBOSE=1 keeps it)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -4,11 +4,13 @@ Tests and the ``lloco serve`` command use this instead of ``prefect_test_harness
 deployments and workers need a real server on a real port. Each server gets its own
 ``PREFECT_HOME`` (SQLite database, profiles, logs), a port checked free before start (so we
 never talk to a server we did not start), and every child runs in its own session so that it
-is stopped by process group and nothing outlives the caller.
+is stopped by process group and nothing outlives the caller. A `Reaper` extends that to a caller
+killed by SIGKILL: its watchdog stops the registered children when the caller dies.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -24,6 +26,7 @@ from types import TracebackType
 __all__ = [
     "LocalPrefectServer",
     "PrefectLocalError",
+    "Reaper",
     "free_port",
     "port_is_free",
     "prefect_executable",
@@ -49,6 +52,65 @@ _CLI_ENV = {
 
 class PrefectLocalError(RuntimeError):
     """A local server, worker or CLI call failed; the message carries the log or output tail."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with_parent() -> None:
+    """In a child before exec (Linux): SIGTERM when the parent dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the Reaper still covers long-lived children
+        pass
+
+
+class Reaper:
+    """A watchdog (`python -m lloco.reaper`) that stops registered children and their
+    descendants when this process dies, even by SIGKILL (see lloco/reaper.py).
+
+    `watch(pid)` right after starting a child, `forget(pid)` once it is stopped, `close()` on a
+    clean shutdown. Without the watchdog a SIGKILLed `lloco serve` left its server and workers
+    running.
+    """
+
+    def __init__(self) -> None:
+        read, self._write = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "lloco.reaper", str(read)], pass_fds=(read,), stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        finally:
+            os.close(read)
+
+    def _send(self, line: str) -> None:
+        try:
+            os.write(self._write, (line + "\n").encode())
+        except OSError:  # the watchdog is gone: nothing more it can do for us
+            pass
+
+    def watch(self, pid: int) -> None:
+        try:
+            import psutil
+
+            self._send(f"+{pid} {psutil.Process(pid).create_time()!r}")
+        except Exception:  # already exited: nothing to watch
+            pass
+
+    def forget(self, pid: int) -> None:
+        self._send(f"-{pid}")
+
+    def close(self) -> None:
+        """Clean shutdown: the children are stopped; the watchdog exits without acting."""
+        self._send("exit")
+        try:
+            os.close(self._write)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 def free_port() -> int:
@@ -153,10 +215,12 @@ class LocalPrefectServer:
         port: int | None = None,
         *,
         extra_env: Mapping[str, str] | None = None,
+        reaper: Reaper | None = None,
     ) -> None:
         self.home = Path(home).resolve()
         self.port = port if port is not None else free_port()
         self.extra_env = dict(extra_env or {})
+        self.reaper = reaper
         self.proc: subprocess.Popen[bytes] | None = None
         self.start_seconds: float | None = None
 
@@ -248,6 +312,8 @@ class LocalPrefectServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        if self.reaper is not None:
+            self.reaper.watch(self.proc.pid)
         deadline = t0 + timeout
         while True:
             code = self.proc.poll()
@@ -272,7 +338,10 @@ class LocalPrefectServer:
         """Stop the server (SIGTERM to its group, then SIGKILL) and reap it; safe to call twice."""
         if self.proc is None:
             return None
-        return stop_process(self.proc, timeout=timeout)
+        code = stop_process(self.proc, timeout=timeout)
+        if self.reaper is not None:
+            self.reaper.forget(self.proc.pid)
+        return code
 
     def __enter__(self) -> LocalPrefectServer:
         if not self.running:
@@ -301,6 +370,7 @@ def start_worker(
     *,
     name: str | None = None,
     cwd: Path | None = None,
+    reaper: Reaper | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``prefect worker start --pool POOL --type process`` against ``server``.
 
@@ -317,7 +387,7 @@ def start_worker(
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             cmd,
             env=env,
             cwd=cwd,
@@ -326,6 +396,9 @@ def start_worker(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    if reaper is not None:
+        reaper.watch(proc.pid)
+    return proc
 
 
 def run_cli(
@@ -350,6 +423,7 @@ def run_cli(
             capture_output=True,
             text=True,
             timeout=timeout,
+            preexec_fn=_terminate_with_parent if sys.platform == "linux" else None,
         )
     except subprocess.TimeoutExpired as exc:
         raise PrefectLocalError(

@@ -66,3 +66,15 @@ class CompressConfig(CorpusConfig):
     device: Device = Field(default="auto", description="auto picks CUDA when present.")
     stored_dtype: StoredDtype = Field(default="auto", description="Dtype of stored summaries; auto = the compute dtype (float32 on CPU, bfloat16 on GPU).")
     revision: str | None = Field(default=None, description="Hub revision of the model, when it is a hub id.")
+
+
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*[smhd]?\s*$"
+
+
+class VerifyConfig(CorpusConfig):
+    repair: bool = Field(default=False, description="Quarantine what is bad and record it (a tombstone), so the next compress, ingest or finetune restores it; an intact shard whose record is bad is committed again.")
+
+
+class VacuumConfig(CorpusConfig):
+    older_than: str = Field(default="1h", pattern=DURATION_PATTERN, description="Grace period: only files older than this are removed (90s, 30m, 1h, 2d); younger ones may belong to a write in flight.")
+    dry_run: bool = Field(default=False, description="List what would be removed; remove nothing.")

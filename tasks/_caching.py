@@ -12,13 +12,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prefect import Task, get_run_logger
 from prefect.cache_policies import CachePolicy
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem
 from prefect.results import ResultStore
-from prefect.tasks import exponential_backoff
 
-STORAGE_RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_jitter_factor=0.5)
+from lloco_core.store.retry import is_transient, prefect_retry_options
+
+
+def retry_storage_errors(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry only storage and network errors (lloco_core.store.retry). Anything else (a missing
+    source, an invalid config, a bad item) fails at once with one log line naming it."""
+    try:
+        state.result(raise_on_failure=True)
+    except Exception as error:
+        if is_transient(error):
+            return True
+        get_run_logger().error("%s failed, not retried (retrying cannot fix it): %s: %s", task_run.name, type(error).__name__, error)
+        return False
+    return False
+
+
+STORAGE_RETRIES = prefect_retry_options(retry_storage_errors)
+"""`@task(**STORAGE_RETRIES)`: the shared policy's delays, retrying storage and network errors only."""
 
 
 class CommittedOutput(CachePolicy):

@@ -31,7 +31,7 @@ def _shard_key(inputs: dict[str, Any]) -> str:
 
 def _shard_committed(inputs: dict[str, Any]) -> bool:
     config: CompressConfig = inputs["config"]
-    return EmbeddingStore(Store.from_config(config), config.corpus, inputs["settings"].key).log.is_committed(inputs["shard"].name)
+    return EmbeddingStore(Store.from_config(config), config.corpus, inputs["settings"].key).data.holds(inputs["shard"].name)
 
 
 @task(name="compress-shard", task_run_name="compress-{config.corpus}-{shard.name}", cache_policy=CommittedOutput(_shard_key, _shard_committed), **STORAGE_RETRIES)

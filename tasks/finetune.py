@@ -17,6 +17,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
+from lloco_core.errors import InputError
+from lloco_core.store.retry import EX_TEMPFAIL, TransientError
 from lloco_core.store.storage import Store
 from lloco_core.training.checkpoints import AdapterStore
 from lloco_core.training.engine import child_environment
@@ -34,6 +36,17 @@ def finetune_command(config: FinetuneConfig, launcher: str | None = None) -> lis
     args = ["--config-json", config.model_dump_json()]
     head = [*shlex.split(launcher), "-m", "lloco_core.training.finetune"] if launcher else [sys.executable, "-m", "lloco_core.training.finetune"]
     return [*head, *args]
+
+
+def child_error(returncode: int, stderr_tail: list[str]) -> Exception:
+    """The finetune child's failure as the error the retry policy should see: bad input (exit 2)
+    fails at once, a transient storage error (EX_TEMPFAIL) is retried, anything else is a crash."""
+    last = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
+    if returncode == 2:
+        return InputError(last.removeprefix("finetune: error: "))
+    if returncode == EX_TEMPFAIL:
+        return TransientError(last)
+    return RuntimeError(f"finetune exited with {returncode}:\n{''.join(stderr_tail)}")
 
 
 def _adapter_key(inputs: dict[str, Any]) -> str:
@@ -71,7 +84,7 @@ def finetune_task(config: FinetuneConfig, launcher: str | None = None) -> dict[s
             errors[:] = errors[-40:]
     out = proc.stdout.read()
     if proc.wait() != 0:
-        raise RuntimeError(f"finetune exited with {proc.returncode}:\n{''.join(errors)}")
+        raise child_error(proc.returncode, errors)
     summary = json.loads(out.strip().splitlines()[-1])
     update_progress_artifact(progress, 100.0)
     adapters = AdapterStore(Store.from_config(config), config.corpus, summary["adapter_key"])

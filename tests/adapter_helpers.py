@@ -45,7 +45,8 @@ def save_adapter(model: Path, root: str, corpus: str = "c", key: str = "ad-test"
     peft_model.save_pretrained(folder, safe_serialization=True)
     store.write_bytes(f"{folder}/prompts.json", default_prompts().to_json().encode())
     if publish:  # without the commit record the adapter is an unfinished run
-        AdapterStore(store, corpus, key).publish({}, {"corpus": corpus, "adapter_key": key, "encoder_key": encoder_key})
+        files = {name: store.read_bytes(f"{folder}/{name}") for name in ("adapter_config.json", "adapter_model.safetensors", "prompts.json")}
+        AdapterStore(store, corpus, key).publish(files, {"corpus": corpus, "adapter_key": key, "encoder_key": encoder_key})
     return key
 
 

@@ -308,8 +308,24 @@ class SeaweedS3:
         self.stop()
         raise SeaweedS3Error(f"gave up after 3 port collisions: {last}")
 
-    def _start_once(self, weed: str) -> None:
-        self.ports = dict(zip(PORT_FLAGS, find_free_ports(len(PORT_FLAGS))))
+    def outage(self) -> None:
+        """Stop the server but keep its data, keys and ports: clients now get connection errors
+        until `recover()` starts it again on the same ports over the same data."""
+        self._kill()
+
+    def recover(self) -> SeaweedS3:
+        """End an `outage()`: the same endpoint answers again, with everything stored before it."""
+        if self.proc is not None:
+            raise SeaweedS3Error("not in an outage: the server is running")
+        try:
+            self._start_once(self._weed or find_weed(), ports=self.ports)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_once(self, weed: str, ports: dict[str, int] | None = None) -> None:
+        self.ports = dict(ports) if ports else dict(zip(PORT_FLAGS, find_free_ports(len(PORT_FLAGS))))
         self._client = None
         # Unix sockets default to /tmp/seaweedfs-*-<port>.sock; keep them private
         # and under the 107-byte sun_path limit.

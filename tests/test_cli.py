@@ -97,7 +97,9 @@ def test_killed_compress_resumes_to_exactly_the_uninterrupted_rows(tiny_model: P
     assert summary["encoder_key"] == reference["encoder_key"]
     assert summary["store"] == str(commits.parent)
     assert (summary["documents_compressed"], summary["documents_skipped"], summary["shards_committed"]) == (N_DOCS - done, done, N_DOCS - done)
-    assert f"shard 1/{N_DOCS - done}" in rerun.stderr
+    progress = [json.loads(line.removeprefix("lloco-progress ")) for line in rerun.stderr.splitlines() if line.startswith("lloco-progress ")]
+    assert progress[-1]["done"] == progress[-1]["total"] == N_DOCS - done, "progress counts only the documents left to compress"
+    assert progress[-1]["shards"] == f"{N_DOCS - done}/{N_DOCS - done}"
 
     got = export(root, tmp_path / "resumed.parquet")
     keys = list(zip(got["doc_id"].to_pylist(), got["segment_index"].to_pylist()))

@@ -69,7 +69,6 @@ def jsonl(*rows: Any) -> str:
     return "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows)
 
 
-CLI_FIX = "needs cli's fix: one-line validation and usage errors"
 QA_OK = {"id": "q1", "doc_id": "alpha", "question": "Who?", "answers": ["x"]}
 DEEP = "[" * 200_000 + "]" * 200_000
 
@@ -155,19 +154,19 @@ CASES = [
     Case("ingest-empty-document", lambda w: _ingest_skip(w, "empty", {"e.txt": " \n\t "}), 0, "empty", "e.txt"),
     # ingest: the source or the options are wrong: exit 2, one line
     Case("ingest-missing-source", lambda w: ["ingest", str(w.tmp / "no-such-folder"), "--corpus", "c", "--root", w.root], 2, "does not exist"),
-    Case("ingest-corpus-escape", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "../../evil", "--root", w.root], 2, "not allowed", xfail=CLI_FIX),
-    Case("ingest-corpus-slash", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "a/b", "--root", w.root], 2, "not allowed", xfail=CLI_FIX),
-    Case("ingest-root-unknown-protocol", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "c", "--root", "foo://bucket/x"], 2, "foo", xfail=CLI_FIX),
+    Case("ingest-corpus-escape", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "../../evil", "--root", w.root], 2, "not allowed"),
+    Case("ingest-corpus-slash", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "a/b", "--root", w.root], 2, "not allowed"),
+    Case("ingest-root-unknown-protocol", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "c", "--root", "foo://bucket/x"], 2, "foo"),
     Case("ingest-root-is-a-file", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "c", "--root", w.file("plain-file", "x")], 2, "plain-file"),
     # compress
     Case("compress-missing-model", lambda w: ["compress", "--corpus", "c", "--model", str(w.tmp / "no-model"), "--root", w.root, "--device", "cpu"], 2, "no-model"),
     Case("compress-truncated-safetensors", lambda w: ["compress", "--corpus", "c", "--model", w.model_variant("m-trunc", truncate_weights), "--root", w.root, "--device", "cpu"], 2, "model.safetensors"),
     Case("compress-config-weight-mismatch", lambda w: ["compress", "--corpus", "c", "--model", w.model_variant("m-size", edit_config(hidden_size=32)), "--root", w.root, "--device", "cpu"], 2, "m-size"),
     Case("compress-config-segment-length-negative", lambda w: ["compress", "--corpus", "c", "--model", w.model_variant("m-seg", edit_config(segment_length=-5)), "--root", w.root, "--device", "cpu"], 2, "segment_length"),
-    Case("compress-segment-length-negative", lambda w: ["compress", "--corpus", "c", "--model", str(w.model), "--root", w.root, "--segment-length", "-5"], 2, "segment-length", xfail=CLI_FIX),
-    Case("compress-segment-length-zero", lambda w: ["compress", "--corpus", "c", "--model", str(w.model), "--root", w.root, "--segment-length", "0"], 2, "segment-length", xfail=CLI_FIX),
+    Case("compress-segment-length-negative", lambda w: ["compress", "--corpus", "c", "--model", str(w.model), "--root", w.root, "--segment-length", "-5"], 2, "segment-length"),
+    Case("compress-segment-length-zero", lambda w: ["compress", "--corpus", "c", "--model", str(w.model), "--root", w.root, "--segment-length", "0"], 2, "segment-length"),
     Case("compress-corpus-without-documents", lambda w: ["compress", "--corpus", "nothing-here", "--model", str(w.model), "--root", w.root, "--device", "cpu"], 2, "no documents"),
-    Case("compress-corpus-escape", lambda w: ["compress", "--corpus", "..", "--model", str(w.model), "--root", w.root], 2, "not allowed", xfail=CLI_FIX),
+    Case("compress-corpus-escape", lambda w: ["compress", "--corpus", "..", "--model", str(w.model), "--root", w.root], 2, "not allowed"),
     # finetune: the QA file and options are checked before anything is written
     Case("finetune-missing-qa", lambda w: ["finetune", "--corpus", "c", "--qa", str(w.tmp / "no-qa.jsonl"), "--model", str(w.model), "--root", w.root], 2, "no-qa.jsonl"),
     Case("finetune-malformed-qa-line", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-bad.jsonl", jsonl(QA_OK, "{oops")), "--model", str(w.model), "--root", w.root], 2, "qa-bad.jsonl:2"),
@@ -178,14 +177,14 @@ CASES = [
     Case("finetune-qa-lone-surrogate", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-sur.jsonl", '{"id": "q", "doc_id": "alpha", "question": "bad \\udc00", "answers": ["x"]}\n'), "--model", str(w.model), "--root", w.root], 2, "qa-sur.jsonl:1"),
     Case("finetune-qa-not-utf8", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-latin.jsonl", b'{"id": "q\xe9"}\n'), "--model", str(w.model), "--root", w.root], 2, "qa-latin.jsonl"),
     Case("finetune-missing-model", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-ok.jsonl", jsonl(QA_OK)), "--model", str(w.tmp / "no-model"), "--root", w.root], 2, "no-model"),
-    Case("finetune-output-key-escape", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-ok.jsonl", jsonl(QA_OK)), "--model", str(w.model), "--root", w.root, "--output-key", "../x"], 2, "not allowed", xfail=CLI_FIX),
+    Case("finetune-output-key-escape", lambda w: ["finetune", "--corpus", "c", "--qa", w.file("qa-ok.jsonl", jsonl(QA_OK)), "--model", str(w.model), "--root", w.root, "--output-key", "../x"], 2, "not allowed"),
     # ask
     Case("ask-unknown-corpus", lambda w: ["ask", "Who?", "--corpus", "nothing-here", "--root", w.root, "--device", "cpu"], 2, "nothing-here"),
     Case("ask-unknown-doc", lambda w: ["ask", "Who?", "--corpus", "c", "--doc", "no-such-doc", "--root", w.root, "--device", "cpu"], 2, "no-such-doc"),
-    Case("ask-adapter-key-escape", lambda w: ["ask", "Who?", "--corpus", "c", "--adapter-key", "../../etc", "--root", w.root, "--device", "cpu"], 2, "not allowed", xfail=CLI_FIX),
+    Case("ask-adapter-key-escape", lambda w: ["ask", "Who?", "--corpus", "c", "--adapter-key", "../../etc", "--root", w.root, "--device", "cpu"], 2, "not allowed"),
     Case("ask-unknown-adapter", lambda w: ["ask", "Who?", "--corpus", "c", "--adapter-key", "no-such-adapter", "--root", w.root, "--device", "cpu"], 2, "no-such-adapter"),
     Case("ask-missing-model", lambda w: ["ask", "Who?", "--corpus", "c", "--model", str(w.tmp / "no-model"), "--root", w.root, "--device", "cpu"], 2, "no-model"),
-    Case("ask-empty-question", lambda w: ["ask", "", "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "question", xfail=CLI_FIX),
+    Case("ask-empty-question", lambda w: ["ask", "", "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "question"),
     # evaluate
     Case("evaluate-missing-file", lambda w: ["evaluate", str(w.tmp / "no-eval.jsonl"), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "no-eval.jsonl"),
     Case("evaluate-malformed-line", lambda w: ["evaluate", w.file("ev-bad.jsonl", jsonl({"_id": "1", "input": "q", "context": "c", "answers": ["a"], "dataset": "qasper"}, "{oops")), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "line 2"),
@@ -194,7 +193,7 @@ CASES = [
     Case("evaluate-unknown-dataset", lambda w: ["evaluate", w.file("ev-ds.jsonl", jsonl({"_id": "1", "input": "q", "context": "c", "answers": ["a"], "dataset": "imagenet"})), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "imagenet"),
     Case("evaluate-200k-deep-line", lambda w: ["evaluate", w.file("ev-deep.jsonl", jsonl(DEEP)), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "ev-deep.jsonl"),
     Case("evaluate-corpus-qa-unknown-doc", lambda w: ["evaluate", w.file("ev-qa.jsonl", jsonl({**QA_OK, "doc_id": "nope"})), "--corpus", "c", "--root", w.root, "--device", "cpu"], 2, "nope"),
-    Case("evaluate-unknown-system", lambda w: ["evaluate", w.file("ev-qa-ok.jsonl", jsonl(QA_OK)), "--corpus", "c", "--root", w.root, "--systems", "oracle"], 2, "oracle", xfail=CLI_FIX),
+    Case("evaluate-unknown-system", lambda w: ["evaluate", w.file("ev-qa-ok.jsonl", jsonl(QA_OK)), "--corpus", "c", "--root", w.root, "--systems", "oracle"], 2, "oracle"),
 ]
 
 

@@ -6,19 +6,16 @@ import argparse
 from typing import Any
 
 from lloco_core.qa.config import AskConfig
-from lloco_core.qa.prompts import TASKS
 
-from ._generation import add_generation_options, config_fields
-from ._options import add_store_options, store_fields
+from ._generation import add_generation_options
+from ._options import add_config_options, add_positional, add_store_options, config_values
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    config = AskConfig(**config_values(args, AskConfig))
     from lloco_core.qa.answer import Answerer, ask_question
     from lloco_core.qa.serving import export_prompt_embeds
 
-    options = config_fields(args, AskConfig.model_fields)
-    options.update(store_fields(args))
-    config = AskConfig(**options)
     answerer = Answerer(config, top_k=config.top_k)
     result = answerer.answer([ask_question(config)])[0].as_dict(verbose=bool(args.verbose))
     if args.export_embeds:
@@ -26,15 +23,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def describe(result: dict[str, Any]) -> str:
+    answer = " ".join(str(result["answer"]).split())
+    answer = answer if len(answer) <= 100 else answer[:99] + "…"
+    documents = len(result.get("documents") or [])
+    return f"{answer!r} (from {documents} document{'' if documents == 1 else 's'}, {result['positions']['total']} decoder positions, {result['latency_s']:.2f} s)"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ask", help="answer a question from a compressed corpus (summary vectors + the corpus adapter)")
-    parser.add_argument("question", help="the question")
+    add_positional(parser, AskConfig, "question", "QUESTION")
     add_store_options(parser)
-    parser.add_argument("--doc", dest="doc_id", help="document to answer from: the decoder reads its first --max-segments segments (default: retrieve --top-k segments over the whole corpus)")
-    parser.add_argument("--task", choices=TASKS, help="prompt template (default qa; quality/qasper/narrativeqa/qmsum/hotpotqa are the paper's)")
-    parser.add_argument("--option", dest="options", action="append", help="an answer option (repeat; quality / multiple_choice)")
-    parser.add_argument("--top-k", dest="top_k", type=int, help=f"segments retrieved over the corpus when no --doc is given (default {AskConfig.model_fields['top_k'].default})")
-    parser.add_argument("--export-embeds", dest="export_embeds", action="store_true", help="also write the exact tensor the decoder reads (for vLLM's prompt_embeds) beside the adapter; the summary says where (docs/serving.md)")
-    parser.add_argument("--verbose", action="store_true", help="add every segment read, the prompt ids and the generated token ids to the JSON summary")
+    add_config_options(
+        parser, AskConfig, ["doc_id", "task", "options", "top_k"], flags={"doc_id": "--doc", "options": "--option"},
+        doc_id={"metavar": "ID", "help": "document to answer from: the decoder reads its first --max-segments segments (default: retrieve --top-k segments over the whole corpus)"},
+        options={"action": "append", "type": str, "metavar": "TEXT", "help": "an answer option; repeat for each (quality / multiple_choice) (default: none)"},
+    )
+    parser.add_argument("--export-embeds", dest="export_embeds", action="store_true", help="also write the exact tensor the decoder reads (for vLLM's prompt_embeds) beside the adapter; the summary says where, docs/serving.md (default: off)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="add every segment read, the prompt ids and the generated token ids to the JSON summary, and show third-party warnings and logs (default: off)")
     add_generation_options(parser)
     parser.set_defaults(handler=run)

@@ -3,35 +3,64 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import time
 from typing import Any
 
 from lloco_core.config import CompressConfig
-from lloco_core.model.compress import ShardResult, compress
 
-from ._options import add_store_options, store_fields
+from ._options import add_config_options, add_store_options, config_values
+from ._progress import Progress, ProgressBar
 
 
-def progress(done: int, total: int, result: ShardResult) -> None:
-    rate = result.tokens / result.seconds if result.seconds else 0.0
-    print(f"shard {done}/{total} {result.name}: {result.documents} documents, {result.segments} segments, {rate:,.0f} tokens/s", file=sys.stderr)
+class CompressProgress:
+    """Documents encoded over the whole run, with documents/s and tokens/s within the current shard."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.bar: ProgressBar | None = None
+        self.shard_started = time.monotonic()
+        self.shard_documents = self.shard_tokens = 0
+
+    def on_plan(self, plan: Any) -> None:
+        total = sum(len(shard.documents) for shard in plan.shards)
+        self.bar = self.progress.bar(total=total, unit="doc", desc=f"compress {len(plan.shards)} shards")
+        self.shard_started = time.monotonic()
+
+    def on_batch(self, documents: int, tokens: int) -> None:
+        self.shard_documents += documents
+        self.shard_tokens += tokens
+        seconds = max(time.monotonic() - self.shard_started, 1e-9)
+        if self.bar is not None:
+            self.bar.update(documents, shard_docs_per_s=self.shard_documents / seconds, shard_tokens_per_s=self.shard_tokens / seconds)
+
+    def on_shard(self, done: int, total: int, result: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(0, shards=f"{done}/{total}")
+        self.shard_started = time.monotonic()
+        self.shard_documents = self.shard_tokens = 0
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    options = {k: v for k, v in vars(args).items() if k in CompressConfig.model_fields and v is not None}
-    options.update(store_fields(args))
-    return compress(CompressConfig(**options), on_shard=progress).as_dict()
+    config = CompressConfig(**config_values(args, CompressConfig))
+    from lloco_core.model.compress import compress
+
+    progress = CompressProgress(Progress.from_args(args))
+    try:
+        return compress(config, on_shard=progress.on_shard, on_plan=progress.on_plan, on_batch=progress.on_batch).as_dict()
+    finally:
+        progress.close()
+
+
+def describe(result: dict[str, Any]) -> str:
+    return f"{result['corpus']}: {result['documents_compressed']} documents compressed into {result['shards_committed']} shards ({result['documents_skipped']} already committed), {result['tokens_per_s']:,.0f} tokens/s, encoder {result['encoder_key']}"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("compress", help="encode uncompressed documents into committed embedding shards")
     add_store_options(parser)
-    parser.add_argument("--model", required=True, help="AutoCompressor checkpoint folder or hub id")
-    parser.add_argument("--segment-length", type=int, dest="segment_length")
-    parser.add_argument("--shard-size", type=int, dest="shard_size", help="documents per shard (unit of commit)")
-    parser.add_argument("--batch-size", type=int, dest="batch_size", help="at most this many documents per forward pass")
-    parser.add_argument("--batch-positions", type=int, dest="batch_positions", help="at most this many input positions per forward pass (default 4096 on CPU, 65536 on GPU)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--stored-dtype", choices=["auto", "float32", "float16", "bfloat16"], dest="stored_dtype")
-    parser.add_argument("--revision", help="hub revision")
+    add_config_options(parser, CompressConfig)
     parser.set_defaults(handler=run)

@@ -7,42 +7,53 @@ there is no GPU). For several GPUs use the launcher: see docs/finetune.md.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
 from lloco_core.training.config import FinetuneConfig
 
-from ._options import add_store_options, store_fields
-
-INT_OPTIONS = ("epochs", "max_steps", "micro_batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "checkpoint_every", "keep_checkpoints", "max_segments", "seed", "zero_stage")
-FLOAT_OPTIONS = ("learning_rate", "lora_dropout", "warmup_ratio", "holdout")
+from ._options import add_config_options, add_store_options, config_values
+from ._progress import Progress, ProgressBar
 
 
-def progress(event: dict[str, Any]) -> None:
-    """Progress on stderr as `lloco-progress {json}` lines (the Prefect task parses them)."""
-    print("lloco-progress " + json.dumps(event), file=sys.stderr, flush=True)
+class FinetuneProgress:
+    """Optimizer steps with steps/s and the loss; committed checkpoints as notes."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.bar: ProgressBar | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.bar is None:
+            self.bar = self.progress.bar(total=event.get("total_steps"), unit="step", desc="finetune")
+        if event["event"] == "step":
+            self.bar.update(1, loss=event["loss"])
+        else:
+            self.bar.note(f"checkpoint committed at step {event['step']}: {event.get('uri')}", **event)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    config = FinetuneConfig(**config_values(args, FinetuneConfig))
     from lloco_core.training.finetune import finetune
 
-    options = {k: v for k, v in vars(args).items() if k in FinetuneConfig.model_fields and v is not None}
-    options.update(store_fields(args))
-    return finetune(FinetuneConfig(**options), on_progress=progress)
+    progress = FinetuneProgress(Progress.from_args(args))
+    try:
+        return finetune(config, on_progress=progress)
+    finally:
+        progress.close()
+
+
+def describe(result: dict[str, Any]) -> str:
+    if result.get("reused"):
+        return f"{result['corpus']}: adapter {result['adapter_key']} already finished; reused"
+    return f"{result['corpus']}: adapter {result['adapter_key']} after {result['steps']} steps, loss {result['first_loss']} -> {result['last_loss']}, {result['tokens_per_s']:,.0f} tokens/s"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("finetune", help="train (or reuse) the corpus's LoRA adapter on its compressed contexts")
     add_store_options(parser)
-    parser.add_argument("--qa", required=True, help="QA JSONL file or URL (id, doc_id, question, answers[, options, task])")
-    parser.add_argument("--model", required=True, help="base AutoCompressor checkpoint folder or hub id (the one that compressed the corpus)")
-    parser.add_argument("--output-key", dest="output_key", help="adapter folder name (default: content-derived adapter key)")
-    parser.add_argument("--encoder-key", dest="encoder_key", help="embeddings to use (default: the corpus's only encoder)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--prompt-set", dest="prompt_set", choices=["lloco-paper", "lloco-v1"], help=FinetuneConfig.model_fields["prompt_set"].description)
-    for name in INT_OPTIONS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=int, help=FinetuneConfig.model_fields[name].description)
-    for name in FLOAT_OPTIONS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=float, help=FinetuneConfig.model_fields[name].description)
+    add_config_options(parser, FinetuneConfig)
     parser.set_defaults(handler=run)

@@ -14,19 +14,20 @@ why their hidden size must equal the decoder's.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-import fsspec
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lloco_core.errors import InputError
+from lloco_core.errors import InputError, StoreError
 from lloco_core.model.autocompressor import compute_dtype, flash_attention_available, load_autocompressor, resolve_device
 from lloco_core.qa.prompts import PromptSet
+from lloco_core.store.storage import filesystem
 
 IGNORE_INDEX = -100
 """Label value the loss skips (torch's CrossEntropyLoss default)."""
@@ -150,28 +151,48 @@ def decoder_window(model_or_config: PreTrainedModel | object, override: int | No
     return int(config.max_position_embeddings)
 
 
-def _local_adapter(adapter: str) -> tuple[str, tempfile.TemporaryDirectory | None]:
-    """A local folder for an adapter given as a folder or any fsspec URL (s3://…, file://…)."""
-    if "://" not in adapter or adapter.startswith("file://"):
-        path = adapter.removeprefix("file://")
-        if not os.path.isfile(os.path.join(path, "adapter_config.json")):
-            raise InputError(f"adapter {adapter!r} has no adapter_config.json: not a PEFT adapter folder")
-        return path, None
-    fs, remote = fsspec.core.url_to_fs(adapter)
-    if not fs.exists(f"{remote.rstrip('/')}/adapter_config.json"):
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def _local_adapter(adapter: str, endpoint_url: str | None = None, files: Mapping[str, Any] | None = None) -> tuple[str, tempfile.TemporaryDirectory | None]:
+    """A local folder for an adapter given as a folder or any URL (s3://…, file://…), its files
+    fetched through the store's filesystem (its S3 endpoint) and checked against `files`
+    (name -> FileSum from the adapter's commit record) before PEFT reads them."""
+    fs, remote = filesystem(adapter.removeprefix("file://") if adapter.startswith("file://") else adapter, endpoint_url)
+    remote = remote.rstrip("/")
+    if not fs.exists(f"{remote}/adapter_config.json"):
         raise InputError(f"adapter {adapter!r} has no adapter_config.json: not a PEFT adapter folder")
-    tmp = tempfile.TemporaryDirectory(prefix="lloco-adapter-")
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        fs.get(f"{remote.rstrip('/')}/{name}", os.path.join(tmp.name, name))
-    return tmp.name, tmp
+    local_fs = "://" not in adapter or adapter.startswith("file://")
+    tmp = None if local_fs else tempfile.TemporaryDirectory(prefix="lloco-adapter-")
+    folder = remote if tmp is None else tmp.name
+    for name in ADAPTER_FILES:
+        data = fs.cat_file(f"{remote}/{name}")
+        expected = (files or {}).get(name)
+        if expected is not None and (len(data), hashlib.sha256(data).hexdigest()) != (expected.size, expected.sha256):
+            if tmp is not None:
+                tmp.cleanup()
+            raise StoreError(f"{adapter.rstrip('/')}/{name}: bytes do not match the checksum in the adapter's commit record (corrupt; run `lloco verify --repair`)")
+        if tmp is not None:
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(data)
+    return folder, tmp
 
 
-def load_decoder(model_path: str, adapter_path_or_uri: str | None = None, device: str = "auto", dtype: str = "auto") -> PreTrainedModel:
+def load_decoder(
+    model_path: str,
+    adapter_path_or_uri: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    endpoint_url: str | None = None,
+    adapter_files: Mapping[str, Any] | None = None,
+) -> PreTrainedModel:
     """The decoder for training or inference: the AutoCompressor checkpoint's LLaMA weights, with
     the PEFT LoRA adapter applied when one is given (a folder or an fsspec URL such as
-    `s3://bucket/root/corpus/adapters/<key>`). Returns a `LlamaAutoCompressorModel` or a
-    `peft.PeftModel` wrapping it, in eval mode, in `dtype` (float16, bfloat16 or float32; auto:
-    float32 on CPU and bf16 on CUDA; the official inference ran float16).
+    `s3://bucket/root/corpus/adapters/<key>`, fetched through the store's `endpoint_url`; its
+    files are checked against `adapter_files`, the checksums of its commit record). Returns a
+    `LlamaAutoCompressorModel` or a `peft.PeftModel` wrapping it, in eval mode, in `dtype`
+    (float16, bfloat16 or float32; auto: float32 on CPU and bf16 on CUDA; the official inference
+    ran float16).
 
     Summary vectors from `embed_summary` are not used by the decoder; loading the same class keeps
     one loading path for compressor and decoder.
@@ -183,7 +204,7 @@ def load_decoder(model_path: str, adapter_path_or_uri: str | None = None, device
     if adapter_path_or_uri:
         from peft import PeftModel
 
-        local, tmp = _local_adapter(adapter_path_or_uri)
+        local, tmp = _local_adapter(adapter_path_or_uri, endpoint_url, adapter_files)
         try:
             model = PeftModel.from_pretrained(model, local, is_trainable=False)
         finally:

@@ -212,7 +212,8 @@ class Answerer:
         self.model_path = model
         self.embeddings = EmbeddingStore(self.store, self.corpus, self.encoder_key)
         self.index = self.embeddings.current_index(self.documents)
-        self.model = load_decoder(model, self.adapter.uri if self.adapter else None, config.device, config.dtype)
+        adapter_files = self.adapter.files if self.adapter else None
+        self.model = load_decoder(model, self.adapter.uri if self.adapter else None, config.device, config.dtype, config.endpoint_url, adapter_files)
         self.tokenizer = load_tokenizer(model)
         self.prompts: PromptSet = self.adapter.prompts if self.adapter else default_prompts()
         self.summary_length = int(self.model.config.summary_length)

@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import fsspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lloco_core.errors import InputError
 from lloco_core.qa.metrics import METRICS
 from lloco_core.qa.prompts import Task
 from lloco_core.store.sources import Skipped
+from lloco_core.store.storage import open_url
 from lloco_core.unicode_text import lone_surrogate
 
 Format = Literal["auto", "longbench", "quality"]
@@ -85,10 +85,10 @@ def context_fault(context: Any) -> str | None:
     return None
 
 
-def _records(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _records(path: str, endpoint_url: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, JSON object) for each non-blank line; compression inferred from the suffix."""
     try:
-        with fsspec.open(path, "rt", encoding="utf-8", compression="infer") as f:
+        with open_url(path, "rt", endpoint_url, encoding="utf-8", compression="infer") as f:
             for lineno, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
@@ -191,12 +191,13 @@ def _quality(record: dict[str, Any], where: str, lineno: int) -> Iterator[EvalEx
         yield _quality_question(record["article"], q, str(q.get("question_unique_id") or f"{base}_{i}"), where)
 
 
-def read_eval_set(path: str, fmt: Format = "auto", dataset: str | None = None, limit: int | None = None) -> EvalSet:
+def read_eval_set(path: str, fmt: Format = "auto", dataset: str | None = None, limit: int | None = None, endpoint_url: str | None = None) -> EvalSet:
     """Read a benchmark JSONL file: its ``EvalExample``s and the records skipped for a bad context.
 
     ``fmt="auto"`` decides from the first record's keys. ``dataset`` names the LongBench dataset
     when records lack a ``dataset`` field, and is checked against it when they have one.
     ``limit`` stops after that many examples (QuALITY articles hold several questions).
+    ``endpoint_url``: the store's S3 endpoint, for an s3:// path.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None, got {limit}")
@@ -205,7 +206,7 @@ def read_eval_set(path: str, fmt: Format = "auto", dataset: str | None = None, l
     out = EvalSet()
     if limit == 0:
         return out
-    for lineno, record in _records(path):
+    for lineno, record in _records(path, endpoint_url):
         where = f"{path}, line {lineno}"
         if fmt == "auto":
             fmt = _detect(record, where)

@@ -30,8 +30,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
-import pyarrow.parquet as pq
 import torch
 
 from lloco_core.config import CompressConfig
@@ -48,7 +46,7 @@ from lloco_core.qa.retrieval import rank_segments
 from lloco_core.store.documents import DocumentTable
 from lloco_core.store.embeddings import EmbeddingStore, list_encoders
 from lloco_core.store.sources import Skipped, SourceDocument
-from lloco_core.store.storage import Store
+from lloco_core.store.storage import Store, open_url, storage_options_for
 from lloco_core.training.adapters import AdapterInfo, resolve_adapter
 
 TASK_METRIC = {
@@ -72,13 +70,9 @@ class EvalItem:
     dataset: str
 
 
-def _open_options(path: str, store: Store) -> dict[str, Any]:
-    return store.options if path.startswith("s3://") else {}
-
-
 def _is_corpus_format(path: str, store: Store) -> bool:
     try:
-        with fsspec.open(path, "rt", encoding="utf-8", compression="infer", **_open_options(path, store)) as f:
+        with open_url(path, "rt", store.endpoint_url, encoding="utf-8", compression="infer") as f:
             for line in f:
                 if line.strip():
                     return '"doc_id"' in line
@@ -131,10 +125,10 @@ def load_items(config: EvaluateConfig, store: Store) -> EvalInputs:
     eval_set = config.eval_set or heldout_eval_set(config, store)
     fmt = config.format
     if fmt == "corpus" or config.eval_set is None or (fmt == "auto" and _is_corpus_format(eval_set, store)):
-        data = load_qa(eval_set, _open_options(eval_set, store) or None)
+        data = load_qa(eval_set, storage_options_for(eval_set, store.endpoint_url))
         items = [EvalItem(i.id, i.doc_id, i.question, i.answers, i.task, i.options, TASK_METRIC[i.task], "corpus") for i in data.items]
         return EvalInputs(eval_set, items[: config.limit] if config.limit else items, config.corpus, [], [])
-    bench = read_eval_set(eval_set, fmt, config.dataset, config.limit)
+    bench = read_eval_set(eval_set, fmt, config.dataset, config.limit, store.endpoint_url)
     if not bench.examples:
         reasons = f" ({len(bench.skipped)} records skipped, e.g. {bench.skipped[0].item}: {bench.skipped[0].reason})" if bench.skipped else ""
         raise InputError(f"{eval_set}: no examples{reasons}")
@@ -156,10 +150,8 @@ def _encoder_compress_config(config: EvaluateConfig, store: Store, model: str, e
     keys = [encoder_key] if encoder_key else list_encoders(store, config.corpus)
     extra: dict[str, Any] = {}
     if len(keys) == 1:
-        log = EmbeddingStore(store, config.corpus, keys[0]).log
-        records = log.records()
-        if records:
-            meta = pq.read_schema(log.data_path(records[0]["shard"]), filesystem=store.fs).metadata
+        meta = EmbeddingStore(store, config.corpus, keys[0]).schema_metadata(required=False)
+        if meta:
             extra = {"segment_length": int(meta[b"segment_length"]), "stored_dtype": meta[b"dtype"].decode()}
     return CompressConfig(root=config.root, endpoint_url=config.endpoint_url, corpus=context_corpus, model=model, device=config.device, **extra)
 
@@ -247,7 +239,7 @@ def eval_key(config: EvaluateConfig, adapter_key: str | None, encoder_key: str, 
 
 
 def _file_sha256(path: str, store: Store) -> str:
-    with fsspec.open(path, "rb", compression="infer", **_open_options(path, store)) as f:
+    with open_url(path, "rb", store.endpoint_url, compression="infer") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
 

@@ -51,9 +51,9 @@ def export_prompt_embeds(config: AskConfig, out: str | None = None, answerer: An
         store.write_bytes(path, data)
         uri = store.uri(path)
     else:
-        import fsspec
+        from lloco_core.store.storage import open_url
 
-        with fsspec.open(out, "wb") as f:
+        with open_url(out, "wb", config.endpoint_url) as f:
             f.write(data)
         uri = out
     return {

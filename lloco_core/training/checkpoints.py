@@ -12,22 +12,42 @@ committed; a reader only trusts committed steps, so a kill during upload leaves 
 checkpoint as the newest. Checkpoint files are `tensor_tree` safetensors files (no pickle): each is
 checked by its bytes before upload and after download, and only the files the commit record names
 are ever fetched, so a file planted beside them is never read.
+
+Checksums: rank 0 reads the uploaded files of every rank back once and commits their size and
+sha256 in the checkpoint's record (`sums`); a download checks every file against them. The adapter's record lists the size and sha256 of every file it publishes; an
+adapter whose files a listing shows missing or resized is not finished (the next finetune trains
+it again), and the files that are read are checked against their sha256.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 from lloco_core.errors import StoreError
 from lloco_core.store.commitlog import CommitLog
+from lloco_core.store.records import (
+    AdapterRecord,
+    CheckpointRecord,
+    FileSum,
+    check_relative,
+)
 from lloco_core.store.storage import SEGMENT, Store
-from lloco_core.training.tensor_tree import read_header
 
 FINISHED = "adapter"
 LOCAL_SUFFIX = ".pt"  # DeepSpeed's file names; in the store they say what they hold
 STORED_SUFFIX = ".safetensors"
+
+
+def read_checked(store: Store, path: str, expected: FileSum | None) -> bytes:
+    """A file's bytes, checked against its recorded size and sha256 when there is one."""
+    data = store.read_bytes(path)
+    if expected is not None and (len(data), hashlib.sha256(data).hexdigest()) != (expected.size, expected.sha256):
+        raise StoreError(f"{store.uri(path)}: bytes do not match the checksum in its commit record (corrupt or replaced; run `lloco verify --repair`)")
+    return data
 
 
 def step_tag(step: int) -> str:
@@ -48,7 +68,7 @@ class CheckpointStore:
     def __init__(self, store: Store, prefix: str) -> None:
         self.store = store
         self.prefix = prefix
-        self.log = CommitLog(store, prefix)
+        self.log: CommitLog[CheckpointRecord] = CommitLog(store, prefix, CheckpointRecord)
 
     def folder(self, step: int) -> str:
         return f"{self.prefix}/{step_tag(step)}"
@@ -59,6 +79,8 @@ class CheckpointStore:
         Every file must already be pickle-free: a DeepSpeed path that bypassed the safetensors
         engine would fail here, before anything unsafe reaches the store.
         """
+        from lloco_core.training.tensor_tree import read_header  # torch: only training needs it, not `lloco status`
+
         names = []
         for path in sorted(local_tag_dir.iterdir()):
             if path.is_file() and not path.is_symlink():
@@ -71,11 +93,14 @@ class CheckpointStore:
     def commit(self, step: int, record: dict[str, Any]) -> dict[str, Any]:
         """Rank 0, after every rank uploaded: the checkpoint becomes visible, naming its files."""
         files = sorted(os.path.basename(p) for p in self.store.list(self.folder(step), suffix=STORED_SUFFIX))
-        return self.log.commit(step_tag(step), {"step": step, **record, "files": files})
+        # checksums of the bytes as stored (every rank's files, read back once: LoRA state is small)
+        sums = {name: FileSum.of(self.store.read_bytes(f"{self.folder(step)}/{name}")) for name in files}
+        committed = self.log.commit(step_tag(step), {"step": step, **record, "files": files, "sums": sums})
+        return committed.model_dump(mode="json")
 
     def records(self) -> list[dict[str, Any]]:
-        """Committed checkpoints, newest step first."""
-        return sorted((r for r in self.log.records() if isinstance(r.get("step"), int)), key=lambda r: r["step"], reverse=True)
+        """Committed checkpoints, newest step first (records that do not validate are skipped)."""
+        return sorted((r.model_dump(mode="json") for r in self.log.records()), key=lambda r: r["step"], reverse=True)
 
     def newest(self) -> dict[str, Any] | None:
         records = self.records()
@@ -92,6 +117,8 @@ class CheckpointStore:
         target = local_dir / step_tag(step)
         target.mkdir(parents=True, exist_ok=True)
         problems = []
+        from lloco_core.training.tensor_tree import read_header
+
         for name in files:
             if not isinstance(name, str) or not SEGMENT.match(name) or not name.endswith(STORED_SUFFIX):
                 problems.append(f"{where}: checkpoint file name {name!r} is not allowed")
@@ -103,8 +130,11 @@ class CheckpointStore:
             local = target / local_name(name)
             self.store.fs.get(remote, str(local))
             try:
-                read_header(local, where=self.store.uri(remote))
-            except StoreError as err:
+                read_header(local, where=self.store.uri(remote))  # what it is first (a pickle is named as one) ...
+                expected = record.get("sums", {}).get(name)
+                if expected and FileSum.of(local.read_bytes()) != FileSum.model_validate(expected):  # ... then whether it is what was committed
+                    raise StoreError(f"{self.store.uri(remote)}: bytes do not match the checksum in its commit record")
+            except (StoreError, ValueError) as err:
                 problems.append(str(err))
         if problems:
             raise StoreError("; ".join(problems))
@@ -114,7 +144,9 @@ class CheckpointStore:
         """Delete all but the newest `keep` committed checkpoints: record first, then files."""
         for record in self.records()[keep:]:
             tag = step_tag(record["step"])
-            self.store.fs.rm(self.log.record_path(tag))
+            found = self.log.find(tag)
+            if found is not None:
+                self.store.delete(found[1])
             if self.store.exists(self.folder(record["step"])):
                 self.store.fs.rm(self.folder(record["step"]), recursive=True)
 
@@ -129,7 +161,7 @@ class AdapterStore:
         self.store = store
         self.key = key
         self.prefix = store.path(corpus, "adapters", key)
-        self.log = CommitLog(store, self.prefix)
+        self.log: CommitLog[AdapterRecord] = CommitLog(store, self.prefix, AdapterRecord)
         self.checkpoints = CheckpointStore(store, f"{self.prefix}/checkpoints")
 
     @property
@@ -137,15 +169,26 @@ class AdapterStore:
         return self.store.uri(self.prefix)
 
     # finished adapter ----------------------------------------------------------------------------
+    def record(self) -> AdapterRecord | None:
+        found = self.log.find(FINISHED)
+        return found[0] if found else None
+
     def finished(self) -> dict[str, Any] | None:
-        """The run summary of a finished adapter, or None."""
-        if not self.log.is_committed(FINISHED):
+        """The run summary of a finished adapter, or None (also when a listing shows one of its
+        files missing or resized: the next finetune then trains it again)."""
+        record = self.record()
+        if record is None:
             return None
-        return self.store.read_json(f"{self.prefix}/finetune.json")
+        sums = record.sums()
+        sizes = {os.path.basename(p): s for p, s in self.store.list_sizes(self.prefix).items()}
+        expected = {name: item.size for name, item in sums.items()} or {name: None for name in ("adapter_config.json", "adapter_model.safetensors", "finetune.json")}
+        if any(name not in sizes or size not in (None, sizes[name]) for name, size in expected.items()):
+            return None
+        return json.loads(read_checked(self.store, f"{self.prefix}/finetune.json", sums.get("finetune.json")))
 
     def publish(self, files: dict[str, bytes], summary: dict[str, Any]) -> None:
-        """Write every output file atomically, the summary, then the commit record last."""
+        """Write every output file atomically, the summary, then the commit record (with checksums) last."""
+        files = {**files, "finetune.json": json.dumps(summary, indent=1, sort_keys=True).encode()}
         for name, data in files.items():
-            self.store.write_bytes(f"{self.prefix}/{name}", data)
-        self.store.write_json(f"{self.prefix}/finetune.json", summary)
-        self.log.commit(FINISHED, {"files": sorted([*files, "finetune.json"])})
+            self.store.write_bytes(f"{self.prefix}/{check_relative(name)}", data)
+        self.log.commit(FINISHED, {"files": {name: FileSum.of(data) for name, data in sorted(files.items())}})

@@ -39,7 +39,7 @@ from lloco_core.plotting import png_figure
 from lloco_core.qa.dataset import HELDOUT_FILE, QAData, QAItem, check_documents, item_record, load_qa, split_by_document
 from lloco_core.qa.prompts import PromptSet, prompt_set
 from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
-from lloco_core.store.storage import Store
+from lloco_core.store.storage import Store, storage_options_for
 from lloco_core.training import engine as ds
 from lloco_core.training.checkpoints import AdapterStore, step_tag
 from lloco_core.training.config import FinetuneConfig
@@ -89,7 +89,7 @@ class FinetunePlan:
 def plan_finetune(config: FinetuneConfig, prompts: PromptSet | None = None) -> FinetunePlan:
     """Validate inputs and compute the adapter key; reads only, never writes."""
     store = Store.from_config(config)
-    qa = load_qa(config.qa, store.options if config.qa.startswith("s3://") else None)
+    qa = load_qa(config.qa, storage_options_for(config.qa, config.endpoint_url))
     encoder_key = pick_encoder(store, config.corpus, config.encoder_key)
     embeddings = EmbeddingStore(store, config.corpus, encoder_key)
     index = embeddings.current_index()
@@ -347,13 +347,22 @@ def config_from_args(argv: list[str] | None = None) -> FinetuneConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 2 on bad input, EX_TEMPFAIL (75) on a storage or network error worth retrying."""
     from pydantic import ValidationError
+
+    from lloco_core.errors import LlocoError
+    from lloco_core.store.retry import EX_TEMPFAIL, is_transient
 
     try:
         result = finetune(config_from_args(argv), on_progress=_progress_to_stderr)
-    except (InputError, ValidationError) as err:
+    except (LlocoError, ValidationError) as err:  # bad input, untrusted store content: retrying cannot help
         print(f"finetune: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if not is_transient(err):
+            raise
+        print(f"finetune: storage error (transient): {type(err).__name__}: {err}", file=sys.stderr)
+        return EX_TEMPFAIL
     import os
 
     if os.environ.get("RANK", "0") == "0":

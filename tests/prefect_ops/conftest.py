@@ -127,4 +127,4 @@ def prefect_api(stack: Stack) -> Iterator[Stack]:
 def committed_shards(root: str, corpus: str, model: Path) -> dict[str, Any]:
     """Commit records of the corpus under the CPU encoder key of `model`, by shard name."""
     key = encoder_settings(CompressConfig(root=root, corpus=corpus, model=str(model), device="cpu")).key
-    return {r["name"]: r for r in EmbeddingStore(Store(root), corpus, key).log.records()}
+    return {r.name: r.model_dump(mode="json") for r in EmbeddingStore(Store(root), corpus, key).log.records()}
