@@ -31,9 +31,8 @@ import pyarrow.parquet as pq
 import torch
 
 from bench.common import Goal, Row, emit, interleave, ratio_row, timed
-from lloco_core.model.compress import shard_name
 from lloco_core.store.documents import DocumentRef
-from lloco_core.store.embeddings import EmbeddingStore, arrow_to_tensor, shard_schema, tensor_to_arrow
+from lloco_core.store.embeddings import EmbeddingStore, arrow_to_tensor, shard_name, shard_schema, tensor_to_arrow
 from lloco_core.store.storage import Store
 
 GOAL_WRITE = Goal(">=", 1 / 1.5)  # lloco's MB/s at least 1/1.5 of pyarrow's: writes within 1.5x
@@ -62,10 +61,10 @@ def shard_table(rows: int, summary_length: int, hidden: int, segments_per_doc: i
 def place_rows(label: str, store: Store, table: pa.Table, refs: list[DocumentRef], repeats: int) -> list[Row]:
     """Write and read rows for one store (local folder or S3 prefix)."""
     embeddings = EmbeddingStore(store, "bench", ENCODER_KEY)
-    name = shard_name(ENCODER_KEY, refs)
+    documents = {r.doc_id: r.sha256 for r in refs}
+    name = shard_name(ENCODER_KEY, documents)
     shard_path = embeddings.log.data_path(f"shards/{name}.parquet")
     plain_path = embeddings.log.data_path("plain/plain.parquet")
-    documents = {r.doc_id: r.sha256 for r in refs}
     megabytes = table.nbytes / 2**20
     store.fs.makedirs(plain_path.rsplit("/", 1)[0], exist_ok=True)
 
