@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/python -m lloco.demo
 
 test: $(STAMP)
-	PREFECT_SERVER_ANALYTICS_ENABLED=false HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+	PREFECT_SERVER_ANALYTICS_ENABLED=false HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=15
 
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"

@@ -112,10 +112,14 @@ def validation_message(error: Any, parser: argparse.ArgumentParser | None) -> st
     parts = []
     for item in error.errors():
         loc = [str(p) for p in item.get("loc", ())]
-        where = option_name(parser, loc[0]) + "".join(f".{p}" for p in loc[1:]) if loc else "options"
+        message = item["msg"].removeprefix("Value error, ")
+        if not loc:  # a check across options (a model validator): its message names them
+            parts.append(message)
+            continue
+        where = option_name(parser, loc[0]) + "".join(f".{p}" for p in loc[1:])
         value = item.get("input")
-        shown = f" {value!r}" if loc and isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
-        parts.append(f"{where}{shown}: {item['msg']}")
+        shown = f" {value!r}" if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
+        parts.append(f"{where}{shown}: {message}")
     return "invalid options: " + "; ".join(parts)
 
 
@@ -126,7 +130,14 @@ def _is_storage_error(error: BaseException) -> bool:
     return isinstance(error, OSError) or is_transient(error) or bool(modules & {"botocore", "aiobotocore", "aiohttp", "s3fs", "fsspec"})
 
 
-def report_error(command: str, error: BaseException, parser: argparse.ArgumentParser | None, debug: bool) -> int:
+def _refused_hint(error: BaseException, root: str | None) -> str:
+    """Which store refused access and what to check: s3fs often says only `Forbidden`."""
+    if not isinstance(error, PermissionError) or not root or "://" not in root:
+        return ""
+    return f" (access to {root} refused: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the endpoint)"
+
+
+def report_error(command: str, error: BaseException, parser: argparse.ArgumentParser | None, debug: bool, root: str | None = None) -> int:
     """One line on stderr (the traceback first with --debug); returns the exit status."""
     from pydantic import ValidationError
 
@@ -143,7 +154,7 @@ def report_error(command: str, error: BaseException, parser: argparse.ArgumentPa
     elif isinstance(error, LlocoError):
         message, status = f"error: {error}", EXIT_INPUT
     elif _is_storage_error(error):
-        message, status = f"storage error: {type(error).__name__}: {error}", EXIT_INPUT
+        message, status = f"storage error: {type(error).__name__}: {error}{_refused_hint(error, root)}", EXIT_INPUT
     elif isinstance(error, ValueError):
         message, status = f"invalid input: {error}", EXIT_INPUT
     else:
@@ -257,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         result = _run(args, module)
     except Exception as error:
         created.remove_empty()
-        return report_error(args.command, error, subparsers.choices.get(args.command), args.debug)
+        return report_error(args.command, error, subparsers.choices.get(args.command), args.debug, getattr(args, "root", None))
     except KeyboardInterrupt as error:
         created.remove_empty()
         return report_error(args.command, error, None, args.debug)

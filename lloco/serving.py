@@ -10,7 +10,17 @@ from pathlib import Path
 
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate, WorkPoolCreate, WorkPoolUpdate
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    WorkPoolFilter,
+    WorkPoolFilterName,
+)
+from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound
+from prefect.states import Crashed
 from prefect.workers.process import ProcessWorker
 
 from flows._runtime import GPU_LIMIT
@@ -40,6 +50,29 @@ def ensure_work_pools(api_url: str, gpus: int = 1) -> None:
             client.update_global_concurrency_limit(GPU_LIMIT, GlobalConcurrencyLimitUpdate(limit=gpus, active=True))
         except ObjectNotFound:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=GPU_LIMIT, limit=gpus, active=True))
+
+
+UNFINISHED = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
+
+
+def crash_orphaned_runs(api_url: str, message: str) -> list[str]:
+    """Mark Crashed every unfinished run of the lloco pools, with its unfinished subflows.
+
+    Call only when no worker of these pools is running (just before this serve's workers start,
+    or after they stopped): their flow-run processes died with them without reporting, and the UI
+    showed those runs Running forever. A retry from the UI re-runs one; finished work is cached.
+    Scheduled runs (the nightly schedule, backfill children not yet started) stay as they are."""
+    unfinished = FlowRunFilterState(type=FlowRunFilterStateType(any_=UNFINISHED))
+    with SyncPrefectClient(api_url) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=unfinished), work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[CPU_POOL, GPU_POOL])))
+        crashed = []
+        while runs:
+            for run in runs:
+                client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+                crashed.append(run.name)
+            parents = [run.id for run in runs]
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=unfinished, parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents)))
+    return crashed
 
 
 def deploy_all(server: LocalPrefectServer, repo_root: Path = REPO_ROOT, timeout: float = 180.0) -> str:

@@ -26,6 +26,7 @@ _ENV_SWITCHES = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' "Loading weights" / "Writing model shards" bars
     "TRANSFORMERS_VERBOSITY": "error",  # read by transformers at import: its logger tree's level
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "HF_HUB_VERBOSITY": "error",  # huggingface_hub's "Retrying in 1s [Retry 1/5]" lines while the hub is unreachable
 }
 
 
@@ -59,6 +60,10 @@ def quiet_third_party(verbose: bool | None = None) -> bool:
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
     for name, level in _FILTERED_LOGGERS.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _AtLeast) for f in logger.filters):

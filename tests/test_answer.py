@@ -101,6 +101,56 @@ def test_bad_input_is_a_clear_error(corpus, root, tmp_path, tiny_model):
         answer(AskConfig(root=root, corpus="bare", question="q?", device="cpu"))
 
 
+def test_mistyped_document_fails_before_the_decoder_loads_and_names_the_near_ids(corpus, tmp_path):
+    """`--doc hamlet` where the folder made `tragedies/hamlet`: the error says which id was meant,
+    and comes before the model is read (here the model folder does not even exist)."""
+    root, _ = corpus
+    no_model = str(tmp_path / "no-model")
+    with pytest.raises(InputError, match=r"document 'alpah' is not in corpus 'c' \(did you mean 'alpha'\?\)"):
+        answer(AskConfig(root=root, corpus="c", doc_id="alpah", model=no_model, question="q?", device="cpu"))
+    with pytest.raises(InputError, match=r"document 'plays/beta' is not in corpus 'c' \(did you mean 'beta'\?\)"):
+        answer(AskConfig(root=root, corpus="c", doc_id="plays/beta", model=no_model, question="q?", device="cpu"))
+    with pytest.raises(InputError, match=r"document 'zzz' is not in corpus 'c'$"):
+        answer(AskConfig(root=root, corpus="c", doc_id="zzz", model=no_model, question="q?", device="cpu"))
+
+
+def test_a_corrupt_shard_is_left_out_of_corpus_wide_questions_and_named(corpus, tmp_path, tiny_model):
+    """One corrupt shard made every corpus-wide `ask` fail; export already answered from the rest
+    and listed the file. Now ask does the same; a question on a document of that shard still fails."""
+    import shutil
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from lloco_core.config import CompressConfig, IngestConfig
+    from lloco_core.errors import StoreError
+    from lloco_core.model.compress import compress
+    from lloco_core.store.documents import ingest
+    from tests.conftest import make_text
+
+    root = str(tmp_path / "store")
+    shutil.copytree(corpus[0], root)
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "delta.txt").write_text(make_text(9, 80))
+    ingest(IngestConfig(root=root, corpus="c", source=str(tmp_path / "more")))
+    compress(CompressConfig(root=root, corpus="c", model=str(tiny_model), device="cpu"))  # delta: a second shard
+    shards = sorted(Path(root).glob("c/embeddings/*/shards/*.parquet"))
+    bad = next(p for p in shards if "alpha" in pq.read_table(p, columns=["doc_id"])["doc_id"].to_pylist())
+    data = bytearray(bad.read_bytes())
+    data[200:232] = bytes(b ^ 0xFF for b in data[200:232])  # same size: only the checksum tells
+    bad.write_bytes(data)
+    settings = dict(root=root, corpus="c", device="cpu", max_new_tokens=2)
+    result = answer(AskConfig(question="Which bridge leads north?", top_k=3, **settings)).as_dict()
+    assert [d["doc_id"] for d in result["documents"]] == ["delta"]
+    assert [p["path"] for p in result["problems"]] == [str(bad)] and "sha256" in result["problems"][0]["problem"]
+    with pytest.raises(StoreError, match=str(bad)):
+        answer(AskConfig(question="q?", doc_id="alpha", **settings))
+    other = next(p for p in shards if p != bad)
+    other.write_bytes(other.read_bytes()[:-8] + b"\0" * 8)  # every document's shard unusable: nothing to answer from
+    with pytest.raises(StoreError):
+        answer(AskConfig(question="Which bridge?", top_k=3, **settings))
+
+
 def test_cli_ask_prints_json_answer(corpus, capsys):
     root, encoder_key = corpus
     code = main(["ask", "Who holds the silver lantern?", "--corpus", "c", "--root", root, "--doc", "beta", "--max-new-tokens", "5", "--device", "cpu", "--export-embeds"])

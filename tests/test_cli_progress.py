@@ -72,3 +72,24 @@ def test_third_party_debug_logs_are_off_unless_verbose() -> None:
     quiet, verbose = (subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, check=True).stdout for mode in ("quiet", "verbose"))
     assert "Building index" in verbose, "the check must see bm25s's debug log when verbose"
     assert "Building index" not in quiet
+
+
+def test_hub_retry_warnings_are_off_unless_verbose() -> None:
+    """A hub id with no network: huggingface_hub retried 5 times with a stderr line each before lloco's one-line error."""
+    code = (
+        "import socket, sys\n"
+        "from lloco_core.logs import quiet_third_party\n"
+        "quiet_third_party(verbose=sys.argv[1] == 'verbose')\n"
+        "from huggingface_hub.utils import http_backoff\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()\n"
+        "try:\n"
+        "    http_backoff('GET', f'http://127.0.0.1:{port}/', max_retries=1, base_wait_time=0.01, max_wait_time=0.01)\n"
+        "except Exception:\n"
+        "    pass\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for name in ("LLOCO_VERBOSE", "HF_HUB_VERBOSITY", "HF_HUB_OFFLINE"):  # offline mode refuses before any retry; the port is local
+        env.pop(name, None)
+    quiet, verbose = (subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, check=True).stderr for mode in ("quiet", "verbose"))
+    assert "Retrying in" in verbose, "the check must see huggingface_hub's retry warning when verbose"
+    assert "Retrying in" not in quiet

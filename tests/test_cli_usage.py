@@ -94,6 +94,20 @@ def test_validation_error_names_the_option(workdir: Path, capsys: pytest.Capture
     assert "--shard-size 0: " in err and "--segment-length -5: " in err, err
 
 
+def test_ask_task_and_options_must_fit(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--task quality` without options rendered an empty "Choices:" list; options with `--task qa`
+    were dropped silently. Both are refused before anything loads; options alone pick quality."""
+    assert run_main(["ask", "--corpus", "c", "--task", "quality", "Who?"]) == 2
+    assert capsys.readouterr().err.strip() == "lloco ask: invalid options: task 'quality' needs the answer options (--option, once per option)"
+    assert run_main(["ask", "--corpus", "c", "--task", "qa", "--option", "A", "--option", "B", "Who?"]) == 2
+    assert capsys.readouterr().err.strip() == "lloco ask: invalid options: answer options go with a multiple-choice task (quality), not 'qa'"
+    assert list(workdir.iterdir()) == []
+    from lloco_core.qa.config import AskConfig
+
+    assert AskConfig(corpus="c", question="Who?", options=["a", "b"]).task == "quality"
+    assert AskConfig(corpus="c", question="Who?").task == "qa"
+
+
 def test_failed_read_creates_no_default_root(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`lloco ask` without --root on a machine with no store left an empty ./lloco_data behind."""
     assert run_main(["ask", "--corpus", "c", "--device", "cpu", "who?"]) == 2

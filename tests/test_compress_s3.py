@@ -85,4 +85,8 @@ def test_wrong_keys_fail_clearly(s3: SeaweedS3, tiny_model: Path, tmp_path: Path
     # s3fs maps the server's SignatureDoesNotMatch to PermissionError; the CLI says so and exits 2
     rc, _, err, _ = run_cli("ingest", str(source), "--corpus", "c", "--root", "s3://keys/prefix")
     assert rc == 2 and "PermissionError" in err and "signature" in err.lower()
+    # a HEAD request's refusal carries no reason (`Forbidden`): the line names the store and what to check
+    rc, _, err, _ = run_cli("status", "--root", "s3://keys/prefix")
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "access to s3://keys/prefix refused: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY" in err, err
     assert "Contents" not in s3.client().list_objects_v2(Bucket="keys")

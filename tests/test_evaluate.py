@@ -88,6 +88,20 @@ def test_benchmark_eval_compares_all_systems_and_writes_report(setup, tmp_path):
     assert other["eval_key"] != summary["eval_key"] and list(other["systems"]) == ["lloco"]
 
 
+def test_cli_shows_progress_of_compressing_contexts_and_of_answers(setup, capsys):
+    """An evaluation was silent from start to end: the benchmark's contexts compressing, then every system answering."""
+    root, _, bench, _, _ = setup
+    argv = ["evaluate", str(bench), "--corpus", "c", "--root", root, "--device", "cpu", "--max-new-tokens", "2", "--batch-size", "2"]
+    code = main([*argv, "--eval-corpus", "eval-progress", "--systems", "no_context,lloco", "--progress", "json"])
+    assert code == 0
+    err = capsys.readouterr().err
+    lines = [json.loads(line.removeprefix("lloco-progress ")) for line in err.splitlines() if line.startswith("lloco-progress ")]
+    compress = [line for line in lines if line["task"].startswith("compress")]
+    answers = [line for line in lines if line["task"] == "evaluate"]
+    assert compress and compress[-1]["done"] == compress[-1]["total"] == 2, "the two distinct contexts compress with progress"
+    assert answers[-1]["done"] == answers[-1]["total"] == 2 * 3 and answers[-1]["unit"] == "answer" and answers[-1]["system"] == "lloco"
+
+
 def test_corpus_qa_file_and_cli(setup, capsys):
     root, _, _, qa, _ = setup
     code = main(["evaluate", str(qa), "--corpus", "c", "--root", root, "--device", "cpu", "--max-new-tokens", "4", "--systems", "lloco,lloco_base,retrieval"])
@@ -135,3 +149,11 @@ def test_decoder_dtype_is_part_of_the_eval_key():
     key = eval_key(config, "ad", "enc", "sha", "weights")
     assert eval_key(config.model_copy(update={"dtype": "float16"}), "ad", "enc", "sha", "weights") != key
     assert eval_key(config.model_copy(update={"batch_size": 2, "device": "cpu"}), "ad", "enc", "sha", "weights") == key
+
+
+def test_a_local_eval_set_is_recorded_by_its_absolute_path(tmp_path, monkeypatch):
+    """`lloco status` listed `qa/x.jsonl` for an evaluation: where that was depended on a shell long gone."""
+    monkeypatch.chdir(tmp_path)
+    assert EvaluateConfig(corpus="c", eval_set="qa/x.jsonl").eval_set == str(tmp_path / "qa" / "x.jsonl")
+    assert EvaluateConfig(corpus="c", eval_set="s3://bucket/qa/x.jsonl").eval_set == "s3://bucket/qa/x.jsonl"
+    assert EvaluateConfig(corpus="c").eval_set is None

@@ -160,6 +160,7 @@ CASES = [
     Case("ingest-root-is-a-file", lambda w: ["ingest", _ingest_skip(w, "ok", {"ok.txt": "fine"})[1], "--corpus", "c", "--root", w.file("plain-file", "x")], 2, "plain-file"),
     # compress
     Case("compress-missing-model", lambda w: ["compress", "--corpus", "c", "--model", str(w.tmp / "no-model"), "--root", w.root, "--device", "cpu"], 2, "no-model"),
+    Case("compress-bare-model-name", lambda w: ["compress", "--corpus", "c", "--model", "gpt2", "--root", w.root, "--device", "cpu"], 2, "hub id has the form org/name"),
     Case("compress-truncated-safetensors", lambda w: ["compress", "--corpus", "c", "--model", w.model_variant("m-trunc", truncate_weights), "--root", w.root, "--device", "cpu"], 2, "model.safetensors"),
     Case("compress-config-weight-mismatch", lambda w: ["compress", "--corpus", "c", "--model", w.model_variant("m-size", edit_config(hidden_size=32)), "--root", w.root, "--device", "cpu"], 2, "m-size"),
     Case("compress-config-segment-length-negative", lambda w: ["compress", "--corpus", "c", "--model", w.model_variant("m-seg", edit_config(segment_length=-5)), "--root", w.root, "--device", "cpu"], 2, "segment_length"),

@@ -74,15 +74,20 @@ def test_ingest_same_folder_twice_writes_nothing(tmp_path: Path, root: str) -> N
 
 def test_jsonl_and_parquet_sources(tmp_path: Path, root: str) -> None:
     jsonl = tmp_path / "docs.jsonl"
-    jsonl.write_text(json.dumps({"id": "j1", "text": make_text(1, 10), "metadata": {"lang": "en"}}) + "\n\n", encoding="utf-8")
+    jsonl.write_text(
+        json.dumps({"id": "j1", "text": make_text(1, 10), "metadata": {"lang": "en"}}) + "\n\n"
+        + json.dumps({"doc_id": "j2", "text": make_text(4, 10)}) + "\n"  # the QA files' and Parquet's name for it
+        + json.dumps({"text": make_text(5, 10), "question": "what?"}) + "\n",  # e.g. a needle-in-a-haystack generator's lines
+        encoding="utf-8",
+    )
     parquet = tmp_path / "docs.parquet"
     pq.write_table(pa.table({"id": ["p1", "p2"], "text": [make_text(2, 10), make_text(3, 10)]}), parquet)
-    for source, n in ((jsonl, 1), (parquet, 2)):
+    for source, n, skipped in ((jsonl, 2, [{"item": f"{jsonl}:4", "reason": "line has no 'id' (or 'doc_id') field"}]), (parquet, 2, [])):
         rc, _, err, result = run_cli("ingest", str(source), "--corpus", "c", "--root", root)
         assert rc == 0, err
-        assert result["documents_added"] == n and result["skipped"] == []
+        assert result["documents_added"] == n and result["skipped"] == skipped
     parts = [pq.read_table(p) for p in Path(root).rglob("documents/part-*.parquet")]
-    assert sorted(i for t in parts for i in t["doc_id"].to_pylist()) == ["j1", "p1", "p2"]
+    assert sorted(i for t in parts for i in t["doc_id"].to_pylist()) == ["j1", "j2", "p1", "p2"]
     j1 = next(t for t in parts if "j1" in t["doc_id"].to_pylist()).to_pylist()[0]
     assert json.loads(j1["metadata"]) == {"lang": "en"}
 

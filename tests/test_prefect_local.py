@@ -136,6 +136,39 @@ def test_worker_registers_and_stops(server: LocalPrefectServer, tmp_path: Path) 
     assert server.running
 
 
+def test_runs_left_by_a_stopped_serve_are_marked_crashed(server: LocalPrefectServer) -> None:
+    """Ctrl-C of `lloco serve` mid-run left its runs Running forever in the UI, and the stale run
+    held the lloco-gpu pool's only slot, so no pipeline ever started again. Unfinished runs of the
+    lloco pools and their subflows become Crashed; scheduled runs and runs elsewhere stay."""
+    from prefect import flow, task
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.states import Completed, Running, Scheduled
+
+    from lloco.serving import CPU_POOL, GPU_POOL, crash_orphaned_runs, ensure_work_pools
+
+    @flow
+    def job() -> None: ...
+
+    @task
+    def step() -> None: ...
+
+    ensure_work_pools(server.api_url)
+    with SyncPrefectClient(server.api_url) as client:
+        parent = client.create_flow_run(job, name="pipeline-x", state=Running(), work_pool_name=GPU_POOL)
+        child = client.create_flow_run(job, name="compress-x", state=Running(), parent_task_run_id=client.create_task_run(step, parent.id, "0").id)
+        keep = {
+            "nightly": client.create_flow_run(job, name="nightly", state=Scheduled(), work_pool_name=GPU_POOL),
+            "done": client.create_flow_run(job, name="done", state=Completed(), work_pool_name=CPU_POOL),
+            "elsewhere": client.create_flow_run(job, name="elsewhere", state=Running()),
+        }
+        assert sorted(crash_orphaned_runs(server.api_url, "lloco serve was stopped")) == ["compress-x", "pipeline-x"]
+        for run in (parent, child):
+            state = client.read_flow_run(run.id).state
+            assert state.type.value == "CRASHED" and state.message == "lloco serve was stopped"
+        assert {name: client.read_flow_run(run.id).state.type.value for name, run in keep.items()} == {"nightly": "SCHEDULED", "done": "COMPLETED", "elsewhere": "RUNNING"}
+    assert crash_orphaned_runs(server.api_url, "again") == []
+
+
 def test_context_manager_stops_server(tmp_path: Path) -> None:
     srv = LocalPrefectServer(tmp_path / "home")
     with srv:

@@ -13,10 +13,10 @@ from ._options import add_config_options, add_positional, add_store_options, con
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     config = AskConfig(**config_values(args, AskConfig))
-    from lloco_core.qa.answer import Answerer, ask_question
+    from lloco_core.qa.answer import ask_answerer, ask_question
     from lloco_core.qa.serving import export_prompt_embeds
 
-    answerer = Answerer(config, top_k=config.top_k)
+    answerer = ask_answerer(config)
     result = answerer.answer([ask_question(config)])[0].as_dict(verbose=bool(args.verbose))
     if args.export_embeds:
         result["export"] = export_prompt_embeds(config, answerer=answerer)

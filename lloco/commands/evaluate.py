@@ -13,13 +13,43 @@ from lloco_core.qa.config import EvaluateConfig
 
 from ._generation import add_generation_options
 from ._options import add_config_options, add_store_options, config_values, help_text
+from ._progress import Progress, ProgressBar
+from .compress import CompressProgress
+
+
+class EvaluateProgress:
+    """Answers generated over all systems (the current one named); before them, the compression
+    of a benchmark's new contexts as `lloco compress` shows it."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.compress = CompressProgress(progress)
+        self.bar: ProgressBar | None = None
+
+    def compress_callbacks(self) -> dict[str, Any]:
+        return {"on_plan": self.compress.on_plan, "on_batch": self.compress.on_batch, "on_shard": self.compress.on_shard}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.bar is None:
+            self.compress.close()
+            self.bar = self.progress.bar(total=event["total"], unit="answer", desc="evaluate")
+        self.bar.update(event["done"] - self.bar.done, system=event["system"])
+
+    def close(self) -> None:
+        self.compress.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     config = EvaluateConfig(**config_values(args, EvaluateConfig))
     from lloco_core.qa.evaluate import evaluate
 
-    return evaluate(config)
+    progress = EvaluateProgress(Progress.from_args(args))
+    try:
+        return evaluate(config, on_progress=progress, compress_callbacks=progress.compress_callbacks())
+    finally:
+        progress.close()
 
 
 def describe(result: dict[str, Any]) -> str:

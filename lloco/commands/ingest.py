@@ -23,7 +23,7 @@ def describe(result: dict[str, Any]) -> str:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("ingest", help="add new and changed documents from a folder, JSONL, Parquet or URL", description="Add new and changed documents to a corpus. A folder's .txt/.md files become documents whose doc_id is the file's path inside the folder without its extension (notes/a.txt -> notes/a); JSONL lines are {\"id\", \"text\", \"metadata\"?}.")
+    parser = subparsers.add_parser("ingest", help="add new and changed documents from a folder, JSONL, Parquet or URL", description="Add new and changed documents to a corpus. A folder's .txt/.md files become documents whose doc_id is the file's path inside the folder without its extension (notes/a.txt -> notes/a); JSONL lines are {\"id\" (or \"doc_id\"), \"text\", \"metadata\"?}.")
     add_positional(parser, IngestConfig, "source", "SOURCE")
     add_store_options(parser)
     parser.set_defaults(handler=run)

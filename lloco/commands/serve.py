@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError(f"port 127.0.0.1:{args.port} is in use: pick another with --port (lloco never attaches to a server it did not start)")
     home = args.home.expanduser().resolve()
     gpus = args.gpus or _gpu_count()
-    from lloco.serving import CPU_POOL, GPU_POOL, REPO_ROOT, deploy_all, ensure_work_pools
+    from lloco.serving import CPU_POOL, GPU_POOL, REPO_ROOT, crash_orphaned_runs, deploy_all, ensure_work_pools
 
     reaper = Reaper()
     server = LocalPrefectServer(home, args.port, reaper=reaper)
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         server.start(timeout=180)
         ensure_work_pools(server.api_url, gpus)
         if not args.no_worker:
+            _report_crashed(crash_orphaned_runs(server.api_url, "no worker runs it any more: the lloco serve that ran it was stopped"))
             for pool in (GPU_POOL, CPU_POOL):
                 workers.append(start_worker(server, pool, home / f"worker-{pool}.log", cwd=REPO_ROOT, reaper=reaper))
         print("registering the deployments of deployments/prefect.yaml ...", file=sys.stderr, flush=True)
@@ -75,11 +76,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for worker in workers:
             stop_process(worker)
             reaper.forget(worker.pid)
+        if workers and server.running:
+            try:
+                _report_crashed(crash_orphaned_runs(server.api_url, "lloco serve was stopped while this run was in progress"))
+            except Exception as error:  # never keep the server up because the bookkeeping failed
+                print(f"could not mark interrupted runs as crashed: {error}", file=sys.stderr, flush=True)
         server.stop()
         reaper.close()
         signal.signal(signal.SIGTERM, previous)
         print("stopped workers and server", file=sys.stderr, flush=True)
     return {"ui": server.ui_url, "api": server.api_url, "home": str(home), "served_s": round(time.monotonic() - started, 1), "gpus": gpus}
+
+
+def _report_crashed(names: list[str]) -> None:
+    if names:
+        print(f"marked {len(names)} interrupted flow run(s) Crashed (retry them from the UI): {', '.join(names)}", file=sys.stderr, flush=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -113,8 +113,10 @@ def check_model_source(model: str) -> None:
     """Fail early with a clear message when a local path is meant but missing."""
     if os.path.isdir(os.path.expanduser(model)):
         return
-    if model.startswith((".", "/", "~")) or model.count("/") != 1:  # a hub id is exactly "org/name"
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise InputError(f"model path {model!r} does not exist or is not a folder")
+    if "/" not in model:  # a hub id is exactly "org/name"; `gpt2` is more likely a folder that is not here
+        raise InputError(f"model {model!r} is not a local folder (a hub id has the form org/name, e.g. princeton-nlp/AutoCompressor-Llama-2-7b-6k)")
 
 
 def _hub_file_names(model: str, revision: str | None) -> list[str] | None:

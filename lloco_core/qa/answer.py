@@ -13,15 +13,16 @@ ranges), the decoder positions and the latency of its batch.
 
 from __future__ import annotations
 
+import difflib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lloco_core.errors import InputError
+from lloco_core.errors import InputError, StoreError
 from lloco_core.model.autocompressor import load_tokenizer
 from lloco_core.model.decoder import build_decoder_inputs, decoder_window, document_segments, encode_request, load_decoder, pad_batch
 from lloco_core.qa.config import AskConfig, GenerationConfig
@@ -102,6 +103,7 @@ class Answer:
     token_ids: list[int] = field(default_factory=list)
     segments_total: dict[str, int] = field(default_factory=dict)
     prompt_ids: list[int] = field(default_factory=list)
+    problems: list[dict[str, str]] = field(default_factory=list)  # files left out (corrupt shards), as export lists them
 
     @property
     def positions(self) -> int:
@@ -122,6 +124,8 @@ class Answer:
             "adapter_key": self.adapter_key,
             "prompt_set": self.prompt_set,
         }
+        if self.problems:
+            out["problems"] = self.problems
         if verbose:
             out["segments"] = [[k.doc_id, k.segment_index] for k in self.segments]
             out["prompt_ids"] = self.prompt_ids
@@ -191,6 +195,18 @@ def resolve_generation(config: GenerationConfig, store: Store, context_corpus: s
     return adapter, model, encoder_key
 
 
+def did_you_mean(doc_id: str, known: Iterable[str]) -> str:
+    """A hint for a mistyped document id: ids with the same last path part (a folder's doc_id keeps
+    its subfolders: `tragedies/hamlet`, not `hamlet`), else the closest spellings."""
+    known = sorted(known)
+    name = doc_id.rsplit("/", 1)[-1]
+    matches = [k for k in known if k.rsplit("/", 1)[-1] == name] or difflib.get_close_matches(doc_id, known, n=3)
+    if not matches:
+        return ""
+    names = [repr(m) for m in matches[:3]]
+    return f" (did you mean {', '.join(names[:-1]) + ' or ' if len(names) > 1 else ''}{names[-1]}?)"
+
+
 class Answerer:
     """A loaded decoder (+ adapter) over one corpus's embeddings; answers many questions.
 
@@ -200,7 +216,7 @@ class Answerer:
     question that names no document.
     """
 
-    def __init__(self, config: GenerationConfig, context_corpus: str | None = None, top_k: int = DEFAULT_TOP_K) -> None:
+    def __init__(self, config: GenerationConfig, context_corpus: str | None = None, top_k: int = DEFAULT_TOP_K, doc_ids: Iterable[str] = ()) -> None:
         self.config = config
         self.store = Store.from_config(config)
         self.corpus = context_corpus or config.corpus
@@ -212,6 +228,9 @@ class Answerer:
         self.model_path = model
         self.embeddings = EmbeddingStore(self.store, self.corpus, self.encoder_key)
         self.index = self.embeddings.current_index(self.documents)
+        self.problems: list[dict[str, str]] = []  # store files left out of corpus-wide retrieval, by path
+        for doc_id in dict.fromkeys(doc_ids):  # a mistyped --doc fails before the decoder loads (minutes for a 7B model)
+            self.check_document(doc_id)
         adapter_files = self.adapter.files if self.adapter else None
         self.model = load_decoder(model, self.adapter.uri if self.adapter else None, config.device, config.dtype, config.endpoint_url, adapter_files)
         self.tokenizer = load_tokenizer(model)
@@ -230,7 +249,7 @@ class Answerer:
 
     def check_document(self, doc_id: str) -> None:
         if doc_id not in self.documents:
-            raise InputError(f"document {doc_id!r} is not in corpus {self.corpus!r}")
+            raise InputError(f"document {doc_id!r} is not in corpus {self.corpus!r}{did_you_mean(doc_id, self.documents)}")
         if doc_id not in self.index:
             raise InputError(f"document {doc_id!r} of corpus {self.corpus!r} has no committed embeddings under {self.encoder_key}: run `lloco compress`")
 
@@ -243,7 +262,17 @@ class Answerer:
             doc = self.embeddings.read_document(q.doc_id, index=self.index)
             chosen = document_segments(len(doc.segment_index), self.config.max_segments)
             return [SegmentKey(q.doc_id, doc.segment_index[i]) for i in chosen], doc.summaries[chosen], {q.doc_id: len(doc.segment_index)}
-        docs = {doc_id: self.embeddings.read_document(doc_id, index=self.index) for doc_id in sorted(self.index)}
+        docs, failure = {}, None
+        for doc_id in sorted(self.index):
+            try:
+                docs[doc_id] = self.embeddings.read_document(doc_id, index=self.index)
+            except StoreError as err:  # one corrupt shard must not stop every corpus-wide question
+                failure = err
+                problem = self.embeddings.left_out(self.index[doc_id][1], err).as_dict()
+                if problem not in self.problems:
+                    self.problems.append(problem)
+        if failure is not None and not docs:
+            raise failure  # nothing trustworthy left to retrieve from
         candidates = [(SegmentKey(d, s), t) for d, doc in docs.items() for s, t in zip(doc.segment_index, doc.text)]
         keys = select_corpus_segments(q.question, candidates, self.top_k, self.retriever)
         if not keys:
@@ -257,8 +286,11 @@ class Answerer:
         return Prepared(build_decoder_inputs(self.model, summaries, ids), segments, ids, totals)
 
     # generation --------------------------------------------------------------------------------
-    def generate(self, prepared: Sequence[Prepared], use_cache: bool = True, adapter: bool = True) -> list[Generated]:
-        """Batches of `batch_size`; `adapter=False` runs the base weights of a PEFT model."""
+    def generate(
+        self, prepared: Sequence[Prepared], use_cache: bool = True, adapter: bool = True, on_batch: Callable[[int], None] | None = None
+    ) -> list[Generated]:
+        """Batches of `batch_size`; `adapter=False` runs the base weights of a PEFT model.
+        `on_batch(n)` after each batch of n answers (evaluate's progress)."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
         out: list[Generated] = []
@@ -270,6 +302,8 @@ class Answerer:
                     out.extend(generate_batch(self.model, self.tokenizer, chunk, cfg.max_new_tokens, **kwargs))
             else:
                 out.extend(generate_batch(self.model, self.tokenizer, chunk, cfg.max_new_tokens, **kwargs))
+            if on_batch is not None:
+                on_batch(len(chunk))
         return out
 
     def answer(self, questions: Sequence[Question], use_cache: bool = True) -> list[Answer]:
@@ -291,6 +325,7 @@ class Answerer:
                 token_ids=g.token_ids,
                 segments_total=p.segments_total,
                 prompt_ids=p.prompt_ids,
+                problems=list(self.problems) if q.doc_id is None else [],
             )
             for q, p, g in zip(questions, prepared, generated)
         ]
@@ -300,6 +335,11 @@ def ask_question(config: AskConfig) -> Question:
     return Question(config.question, config.doc_id, config.task, config.options)
 
 
+def ask_answerer(config: AskConfig) -> Answerer:
+    """The Answerer for one `ask`: its named document is checked before the decoder loads."""
+    return Answerer(config, top_k=config.top_k, doc_ids=[config.doc_id] if config.doc_id else ())
+
+
 def answer(config: AskConfig) -> Answer:
     """Answer one question (the `lloco ask` library call)."""
-    return Answerer(config, top_k=config.top_k).answer([ask_question(config)])[0]
+    return ask_answerer(config).answer([ask_question(config)])[0]

@@ -3,12 +3,13 @@ parse and validate arguments (and the Prefect UI can render forms) before anythi
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from lloco_core.config import CorpusConfig, Device, check_name
-from lloco_core.qa.prompts import Task
+from lloco_core.qa.prompts import OPTION_LETTERS, TASK_KINDS, Task
 
 DecoderDtype = Literal["auto", "float16", "bfloat16", "float32"]
 RetrieverKind = Literal["bm25", "dense"]
@@ -25,8 +26,8 @@ class GenerationConfig(CorpusConfig):
     encoder_key: str | None = Field(default=None, description="Embeddings to read; default: the adapter's encoder, else the corpus's only one.")
     max_new_tokens: int = Field(default=64, ge=1, le=4096, description="Most tokens generated per answer.")
     do_sample: bool = Field(default=False, description="Sample instead of greedy decoding.")
-    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature (only with do_sample).")
-    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass (only with do_sample).")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature (only when sampling: --sample / do_sample).")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass (only when sampling: --sample / do_sample).")
     seed: int = Field(default=0, description="Seed for sampling.")
     batch_size: int = Field(default=8, ge=1, le=1024, description="Questions generated together.")
     device: Device = Field(default="auto", description="auto picks CUDA when present.")
@@ -54,9 +55,25 @@ class AskConfig(GenerationConfig):
 
     question: str = Field(min_length=1, description="The question.")
     doc_id: str | None = Field(default=None, description="Document to answer from; default: retrieve over the whole corpus.")
-    task: Task = Field(default="qa", description="Prompt template: qa, or a benchmark's (quality, qasper, narrativeqa, qmsum, hotpotqa).")
+    task: Task | None = Field(default=None, description="Prompt template: qa, or a benchmark's (quality, qasper, narrativeqa, qmsum, hotpotqa); default: quality when options are given, else qa.")
     options: list[str] | None = Field(default=None, description="Answer options (quality / multiple_choice).")
     top_k: int = Field(default=5, ge=1, le=1000, description="Segments retrieved over the whole corpus when the question names no document.")
+
+    @model_validator(mode="after")
+    def _task_fits_options(self) -> AskConfig:
+        """As in QA files: options make a multiple-choice question, and a multiple-choice template
+        needs them (without, `--task quality` rendered an empty "Choices:" list; with `--task qa`,
+        the options were dropped without a word)."""
+        if self.task is None:
+            self.task = "quality" if self.options else "qa"
+        multiple_choice = TASK_KINDS[self.task] == "multiple_choice"
+        if multiple_choice and not self.options:
+            raise ValueError(f"task {self.task!r} needs the answer options (--option, once per option)")
+        if self.options and not multiple_choice:
+            raise ValueError(f"answer options go with a multiple-choice task (quality), not {self.task!r}")
+        if self.options and len(self.options) > len(OPTION_LETTERS):
+            raise ValueError(f"at most {len(OPTION_LETTERS)} answer options")
+        return self
 
 
 class EvaluateConfig(GenerationConfig):
@@ -68,6 +85,15 @@ class EvaluateConfig(GenerationConfig):
     systems: list[SystemName] = Field(default_factory=lambda: list(ALL_SYSTEMS), min_length=1, description="Systems to compare.")
     top_k: int | None = Field(default=None, ge=1, description="Raw-text retrieval baseline: most segments kept (default: as many as fit the window).")
     force: bool = Field(default=False, description="Recompute even when this eval key has a finished report.")
+
+    @field_validator("eval_set")
+    @classmethod
+    def _local_eval_set_is_absolute(cls, value: str | None) -> str | None:
+        """The report and `lloco status` record where the questions came from: `qa/x.jsonl` said
+        nothing once the shell had moved on. URLs stay as given."""
+        if value is None or "://" in value:
+            return value
+        return os.path.abspath(os.path.expanduser(value))
 
     @field_validator("eval_corpus")
     @classmethod

@@ -123,7 +123,7 @@ def _detect(record: dict[str, Any], where: str) -> Literal["longbench", "quality
         return "quality"
     raise InputError(
         f"{where}: cannot tell the format from keys {sorted(record)}; expected LongBench "
-        f"({', '.join(LONGBENCH_FIELDS)}) or QuALITY ({', '.join(QUALITY_FIELDS)})"
+        f"({', '.join(LONGBENCH_FIELDS)}), QuALITY ({', '.join(QUALITY_FIELDS)}) or a corpus QA file (id, doc_id, question, answers)"
     )
 
 

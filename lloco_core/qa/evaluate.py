@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,7 +157,14 @@ def _encoder_compress_config(config: EvaluateConfig, store: Store, model: str, e
     return CompressConfig(root=config.root, endpoint_url=config.endpoint_url, corpus=context_corpus, model=model, device=config.device, **extra)
 
 
-def ensure_documents(config: EvaluateConfig, store: Store, documents: list[SourceDocument], context_corpus: str) -> str | None:
+ProgressFn = Callable[[dict[str, Any]], None]
+CompressCallbacks = Mapping[str, Callable[..., None]]
+"""`compress`'s progress callbacks by keyword (on_plan, on_batch, on_shard), for the eval contexts."""
+
+
+def ensure_documents(
+    config: EvaluateConfig, store: Store, documents: list[SourceDocument], context_corpus: str, compress_callbacks: CompressCallbacks | None = None
+) -> str | None:
     """Ingest eval contexts that are new to their own corpus and compress them; returns the encoder key used."""
     if not documents:
         return None
@@ -171,7 +179,7 @@ def ensure_documents(config: EvaluateConfig, store: Store, documents: list[Sourc
         model = adapter.base_model if adapter else None
     if model is None:
         raise InputError("evaluating a benchmark file compresses its contexts: pass --model (or finetune an adapter first)")
-    summary = compress(_encoder_compress_config(config, store, model, config.encoder_key, context_corpus))
+    summary = compress(_encoder_compress_config(config, store, model, config.encoder_key, context_corpus), **(compress_callbacks or {}))
     if config.encoder_key and summary.encoder_key != config.encoder_key:
         raise InputError(f"the eval contexts compress under {summary.encoder_key}, not the requested encoder {config.encoder_key}")
     return summary.encoder_key
@@ -250,15 +258,19 @@ def score(item: EvalItem, prediction: str) -> dict[str, float]:
     return scores
 
 
-def evaluate(config: EvaluateConfig) -> dict[str, Any]:
-    """Run every system on the same examples; write metrics.json, predictions.jsonl, report.md, plot.png."""
+def evaluate(config: EvaluateConfig, on_progress: ProgressFn | None = None, compress_callbacks: CompressCallbacks | None = None) -> dict[str, Any]:
+    """Run every system on the same examples; write metrics.json, predictions.jsonl, report.md, plot.png.
+
+    Progress: `compress_callbacks` while a benchmark's new contexts are compressed, then
+    `on_progress({"event": "answers", "system", "done", "total"})` after each generation batch
+    (total = systems x examples), so a long evaluation is never silent."""
     started = time.perf_counter()
     store = Store.from_config(config)
     inputs = load_items(config, store)
     items = inputs.items
     if not DocumentTable(store, inputs.context_corpus).current() and not inputs.documents:
         raise InputError(f"corpus {inputs.context_corpus!r} does not exist in {store.uri(store.root)} (it has no documents)")
-    encoder_key = ensure_documents(config, store, inputs.documents, inputs.context_corpus) or config.encoder_key
+    encoder_key = ensure_documents(config, store, inputs.documents, inputs.context_corpus, compress_callbacks) or config.encoder_key
     config = config.model_copy(update={"encoder_key": encoder_key})
     adapter, model_path, encoder_key = resolve_generation(config, store, inputs.context_corpus)
     weights = checkpoint_fingerprint(resolve_model_folder(model_path, None))
@@ -266,19 +278,25 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     folder = store.path(config.corpus, "evals", key)
     if not config.force and store.exists(f"{folder}/metrics.json"):
         return {**store.read_json(f"{folder}/metrics.json"), "cached": True}
-    answerer = Answerer(config, context_corpus=inputs.context_corpus)
+    answerer = Answerer(config, context_corpus=inputs.context_corpus, doc_ids=[item.doc_id for item in items])
     systems = [s for s in config.systems if s != "lloco" or answerer.adapter is not None]
     skipped = [s for s in config.systems if s not in systems]
-    for item in items:
-        answerer.check_document(item.doc_id)
     questions = [Question(i.question, i.doc_id, i.task, i.options) for i in items]
     texts = DocumentTable(store, inputs.context_corpus).read_texts([answerer.documents[i.doc_id] for i in items])
     baselines = Baselines(answerer, texts, config.top_k)
     full_tokens = [baselines.full_tokens(q) for q in questions]
     rows: list[dict[str, Any]] = []
+    done, total = 0, len(systems) * len(questions)
     for system in systems:
+
+        def answered(n: int, system: str = system) -> None:
+            nonlocal done
+            done += n
+            if on_progress is not None:
+                on_progress({"event": "answers", "system": system, "done": done, "total": total})
+
         prepared = [answerer.prepare(q) if system.startswith("lloco") else getattr(baselines, system)(q) for q in questions]
-        generated = answerer.generate(prepared, adapter=system == "lloco")
+        generated = answerer.generate(prepared, adapter=system == "lloco", on_batch=answered)
         for item, p, g, full in zip(items, prepared, generated, full_tokens):
             rows.append(
                 {

@@ -16,7 +16,7 @@ from typing import Any
 from safetensors.torch import save
 
 from lloco_core.fingerprint import stable_hash
-from lloco_core.qa.answer import Answerer, ask_question, documents_read
+from lloco_core.qa.answer import Answerer, ask_answerer, ask_question, documents_read
 from lloco_core.qa.config import AskConfig
 
 TENSOR_KEY = "prompt_embeds"
@@ -24,7 +24,7 @@ TENSOR_KEY = "prompt_embeds"
 
 def export_prompt_embeds(config: AskConfig, out: str | None = None, answerer: Answerer | None = None) -> dict[str, Any]:
     """Write one request's prompt embeddings; returns where, the shape, and how to serve it."""
-    answerer = answerer or Answerer(config, top_k=config.top_k)
+    answerer = answerer or ask_answerer(config)
     question = ask_question(config)
     prepared = answerer.prepare(question)
     tensor = prepared.embeds.detach().to("cpu").contiguous()

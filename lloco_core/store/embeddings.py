@@ -242,6 +242,11 @@ class EmbeddingStore:
             arrow_to_tensor(rows["summary"], meta[b"dtype"].decode(), int(meta[b"summary_length"]), int(meta[b"hidden_size"])),
         )
 
+    def left_out(self, shard: str, error: BaseException) -> Problem:
+        """A shard a reader skipped, named by its path (the error's own text already leads with it)."""
+        uri = self.store.uri(self.log.data_path(shard))
+        return Problem(uri, f"left out: {str(error).removeprefix(uri + ': ')}")
+
     def read_all(self, documents: dict[str, DocumentRef] | None = None) -> pa.Table:
         """Every current segment of the corpus, sorted by doc_id then segment_index.
 
@@ -255,8 +260,7 @@ class EmbeddingStore:
             try:
                 table = self.read_shard(shard)
             except (StoreError, OSError, pa.ArrowException) as err:
-                uri = self.store.uri(self.log.data_path(shard))
-                self.problems.append(Problem(uri, f"left out: {str(err).removeprefix(uri + ': ')}"))
+                self.problems.append(self.left_out(shard, err))
                 continue
             rows = zip(table["doc_id"].to_pylist(), table["doc_sha256"].to_pylist())
             mask = pa.array([row in pairs for row in rows])

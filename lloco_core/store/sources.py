@@ -111,7 +111,9 @@ def _jsonl_line(raw: bytes, where: str) -> SourceDocument | Skipped | None:
         return Skipped(where, "line is not a JSON object")
     if "text" not in row:
         return Skipped(where, "line has no 'text' field")
-    return _document(row.get("id"), row["text"], where, row.get("metadata"))
+    if "id" not in row and "doc_id" not in row:
+        return Skipped(where, "line has no 'id' (or 'doc_id') field")
+    return _document(row["id"] if "id" in row else row["doc_id"], row["text"], where, row.get("metadata"))
 
 
 def _read_jsonl(fs: fsspec.AbstractFileSystem, path: str, url: str) -> Iterator[SourceDocument | Skipped]:

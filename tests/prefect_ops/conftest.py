@@ -22,6 +22,7 @@ from lloco_core.config import CompressConfig
 from lloco_core.model.compress import encoder_settings
 from lloco_core.store.embeddings import EmbeddingStore
 from lloco_core.store.storage import Store
+from tests.s3server import SeaweedS3
 
 SAMPLE = REPO_ROOT / "lloco_core" / "data" / "sample_corpus"
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -122,6 +123,18 @@ def prefect_api(stack: Stack) -> Iterator[Stack]:
         # send this test's logs and events now, while the server is up (not at interpreter exit)
         APILogWorker.drain_all(timeout=10)
         EventsWorker.drain_all(timeout=10)
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A local root, then a SeaweedFS one (the test module provides an `s3` server fixture)."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    s3: SeaweedS3 = request.getfixturevalue("s3")
+    s3.make_bucket("lloco")
+    for name, value in s3.env().items():  # endpoint and keys from the environment, as on a worker
+        monkeypatch.setenv(name, value)
+    return f"s3://lloco/{tmp_path.name}"
 
 
 def committed_shards(root: str, corpus: str, model: Path) -> dict[str, Any]:

@@ -73,17 +73,6 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
         server.stop()
 
 
-@pytest.fixture(params=["local", "s3"])
-def root(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "local":
-        return str(tmp_path / "store")
-    s3: SeaweedS3 = request.getfixturevalue("s3")
-    s3.make_bucket("lloco")
-    for name, value in s3.env().items():  # endpoint and keys from the environment, as on a worker
-        monkeypatch.setenv(name, value)
-    return f"s3://lloco/{tmp_path.name}"
-
-
 def test_planted_result_records_never_run(prefect_api: Stack, tiny_model: Path, tmp_path: Path, root: str, monkeypatch: pytest.MonkeyPatch) -> None:
     source = tmp_path / "docs"
     source.mkdir()
