@@ -74,6 +74,8 @@ def measure(work: Path, quick: bool = False, repeats: int | None = None, hidden:
         util, spread = median_spread([v * per_rate for v in run.values["lloco"]])
         bare_util = median_spread([v * per_rate for v in run.values["bare loop"]])[0]
         cpu_ratio = median_spread([c / b for b, c in zip(run.cpu["bare loop"], run.cpu["lloco"])])[0]
+        threads = torch.get_num_threads()  # utilisation of the CPU time the process got: what a busy machine leaves of the wall-time figure
+        cpu_util = {side: median_spread([v * per_rate * threads for v in run.cpu[side]])[0] for side in run.cpu}
         rows += [
             ratio_row("a", f"compress {kind} docs (~{run.tokens // run.documents:,} tok), tok/s", run.values, "bare loop", "lloco", higher_is_better=True,
                       unit_label="tok/s", goal=GOAL_RATIO if long else None,
@@ -81,7 +83,8 @@ def measure(work: Path, quick: bool = False, repeats: int | None = None, hidden:
                       + ("" if long else "; the GPU goal (batched >= 3x one-at-a-time) is measured by bench/gpu.sh")),
             Row("a", f"utilisation, {kind} docs (model FLOPs / matmul peak)", f"bare loop {bare_util:.0%}", f"lloco {util:.0%}", util, "%", spread, repeats,
                 GOAL_UTIL if long else None, f"model FLOPs = linear maps + causal attention (MFU as PaLM counts it); the linear maps alone: {util * run.linear / run.flops:.0%}; "
-                f"fp32 matmul peak {peak.value:,.0f} GFLOP/s on {torch.get_num_threads()} threads (the best of samples taken before every repeat)"),
+                f"fp32 matmul peak {peak.value:,.0f} GFLOP/s on {threads} threads (the best of samples taken before every repeat); "
+                f"per CPU second it got: lloco {cpu_util['lloco']:.0%}, bare loop {cpu_util['bare loop']:.0%}"),
         ]
     return rows
 
