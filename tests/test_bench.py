@@ -48,6 +48,7 @@ def test_interleave_alternates_order_and_rows_report_the_median_ratio() -> None:
     assert "2.00x" in rendered and "1.00x-4.00x (3)" in rendered and "(y) not run: why" in rendered
 
 
+@pytest.mark.slow  # ~30 s: every row's code path, two SeaweedFS servers
 def test_quick_run_prints_one_table_with_every_row(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = run([sys.executable, "bench/run.py", "--quick", "--strict", "--skip", "b", "--json", str(out)])
