@@ -8,27 +8,21 @@ Prefect progress artifact; the loss curve becomes a table artifact.
 
 from __future__ import annotations
 
-import json
 import shlex
-import subprocess
 import sys
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from lloco_core.errors import InputError
-from lloco_core.store.retry import EX_TEMPFAIL, TransientError
 from lloco_core.store.storage import Store
 from lloco_core.training.checkpoints import AdapterStore
-from lloco_core.training.engine import child_environment
 from lloco_core.training.finetune import FinetuneConfig, plan_finetune
 
 from ._caching import STORAGE_RETRIES, CommittedOutput
+from ._training import artifact_key, child_error, run_training_child
 
-
-def artifact_key(*parts: str) -> str:
-    return "-".join(parts).lower().replace("_", "-").replace(".", "-")
+__all__ = ["finetune_task", "finetune_command", "child_error"]
 
 
 def finetune_command(config: FinetuneConfig, launcher: str | None = None) -> list[str]:
@@ -36,17 +30,6 @@ def finetune_command(config: FinetuneConfig, launcher: str | None = None) -> lis
     args = ["--config-json", config.model_dump_json()]
     head = [*shlex.split(launcher), "-m", "lloco_core.training.finetune"] if launcher else [sys.executable, "-m", "lloco_core.training.finetune"]
     return [*head, *args]
-
-
-def child_error(returncode: int, stderr_tail: list[str]) -> Exception:
-    """The finetune child's failure as the error the retry policy should see: bad input (exit 2)
-    fails at once, a transient storage error (EX_TEMPFAIL) is retried, anything else is a crash."""
-    last = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
-    if returncode == 2:
-        return InputError(last.removeprefix("finetune: error: "))
-    if returncode == EX_TEMPFAIL:
-        return TransientError(last)
-    return RuntimeError(f"finetune exited with {returncode}:\n{''.join(stderr_tail)}")
 
 
 def _adapter_key(inputs: dict[str, Any]) -> str:
@@ -67,25 +50,7 @@ def finetune_task(config: FinetuneConfig, launcher: str | None = None) -> dict[s
     """Train (or reuse) the corpus adapter in a subprocess; returns its summary (URIs, no tensors)."""
     logger = get_run_logger()
     progress = create_progress_artifact(0.0, key=artifact_key("finetune", config.corpus), description=f"Finetune steps of {config.corpus}")
-    proc = subprocess.Popen(finetune_command(config, launcher), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**child_environment(), "TOKENIZERS_PARALLELISM": "false"})
-    errors: list[str] = []
-    assert proc.stderr is not None and proc.stdout is not None
-    for line in proc.stderr:
-        if line.startswith("lloco-progress "):
-            event = json.loads(line.removeprefix("lloco-progress "))
-            if event["event"] == "step":
-                update_progress_artifact(progress, 100.0 * event["step"] / event["total_steps"])
-            elif event["event"] == "checkpoint_refused":
-                logger.warning("checkpoint %s refused: %s", event["checkpoint"], event["reason"])
-            else:
-                logger.info("checkpoint committed at step %s: %s", event["step"], event["uri"])
-        else:
-            errors.append(line)
-            errors[:] = errors[-40:]
-    out = proc.stdout.read()
-    if proc.wait() != 0:
-        raise child_error(proc.returncode, errors)
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = run_training_child(finetune_command(config, launcher), progress, logger, "finetune")
     update_progress_artifact(progress, 100.0)
     adapters = AdapterStore(Store.from_config(config), config.corpus, summary["adapter_key"])
     curve = adapters.store.read_json(f"{adapters.prefix}/loss.json")

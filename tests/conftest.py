@@ -58,3 +58,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def root(tmp_path: Path) -> str:
     """A fresh local store root."""
     return str(tmp_path / "store")
+
+
+@pytest.fixture(scope="session")
+def trained_compressor(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny AutoCompressor trained from a random LLaMA base on the synthetic benchmark, once per
+    session (tests/compressor_helpers.py): it answers held-out questions, so tests can see learning."""
+    from tests.compressor_helpers import train_quality_compressor
+
+    return train_quality_compressor(tmp_path_factory.mktemp("trained-compressor"))

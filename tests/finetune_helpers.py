@@ -1,16 +1,26 @@
-"""Shared set-up for the finetune tests: a compressed two-document corpus and a small QA file."""
+"""Shared set-up for the finetune tests: a compressed two-document corpus and a small QA file.
+
+The finetune tests that need to see learning use the session's trained compressor
+(`trained_compressor`, tests/compressor_helpers.py) as the base model: a random-init model's output
+head caps every logit near +-1, so no LoRA could lower its loss much, while a trained model's head
+has no such cap. No scaled head or other trick stands in for training."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 from lloco_core.config import CompressConfig, IngestConfig
 from lloco_core.model.compress import compress
 from lloco_core.store.documents import ingest
 
-SAMPLE = Path(__file__).resolve().parents[1] / "lloco_core" / "data" / "sample_corpus"
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "lloco_core" / "data" / "sample_corpus"
 DOCS = ("lighthouse_keeper", "lab_report_yeast")
 
 QA_LINES = [
@@ -34,17 +44,23 @@ def make_corpus(root: str, model: Path, work: Path, corpus: str = "c") -> Path:
     return qa
 
 
-def sharpen_head(model: Path, out: Path, factor: float = 30.0) -> Path:
-    """A copy of the tiny checkpoint whose frozen output head is `factor` times larger.
-
-    A random-init head (std 0.02, hidden 64) caps every logit near +-1, so no LoRA on q/k/v/o can
-    push the loss far below log(vocab); a pretrained model's head has no such cap. Scaling it
-    lets the tests see learning as it happens on a real base model.
-    """
-    from safetensors.torch import load_file, save_file
-
-    shutil.copytree(model, out, dirs_exist_ok=True)
-    weights = load_file(out / "model.safetensors")
-    weights["lm_head.weight"] = weights["lm_head.weight"] * factor
-    save_file(weights, out / "model.safetensors", metadata={"format": "pt"})
-    return out
+def kill_after_first_checkpoint(args: list[str], runs: Path, log: Path, env: dict[str, str]) -> list[str]:
+    """Run a training command (cwd: the repository) and SIGKILL it as soon as a complete checkpoint
+    commit record appears under `runs/*/checkpoints/_commits/`; returns the committed tags. Asserts
+    it was killed, not finished, and that the checkpoint files it left are safetensors (no pickle)."""
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    deadline = time.monotonic() + 240
+    killed_after: list[str] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        records = [r for r in runs.glob("*/checkpoints/_commits/*.json") if not r.name.startswith(".")]  # not a record being written
+        if records:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_after = [r.stem for r in records]
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=30)
+    assert killed_after, f"the run ended (rc {proc.returncode}) before any checkpoint was committed:\n{log.read_text()[-3000:]}"
+    assert proc.returncode == -signal.SIGKILL
+    files = [p for p in runs.glob("*/checkpoints/step-*/*") if p.is_file()]
+    assert files and all(p.suffix == ".safetensors" and p.read_bytes()[8:9] == b"{" for p in files), files
+    return killed_after

@@ -13,16 +13,17 @@ from safetensors.torch import load_file
 from lloco_core.errors import InputError
 from lloco_core.store.storage import Store
 from lloco_core.training.finetune import FinetuneConfig, finetune, plan_finetune
-from tests.finetune_helpers import make_corpus, sharpen_head
+from tests.compressor_helpers import TrainedCompressor
+from tests.finetune_helpers import make_corpus
 
 FAST = dict(learning_rate=5e-3, lora_r=8, epochs=12, warmup_ratio=0.0, lr_scheduler="constant", lora_dropout=0.0, checkpoint_every=10, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def corpus(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def corpus(trained_compressor: TrainedCompressor, tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("ft-corpus")
     root = str(work / "store")
-    model = sharpen_head(tiny_model, work / "model")
+    model = trained_compressor.checkpoint
     qa = make_corpus(root, model, work)
     return {"root": root, "qa": str(qa), "model": str(model), "work": work}
 

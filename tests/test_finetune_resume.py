@@ -5,12 +5,9 @@ The checkpoint it resumes from holds safetensors files only."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,9 +16,9 @@ from safetensors.torch import load_file
 
 from lloco_core.training.engine import child_environment
 from lloco_core.training.finetune import FinetuneConfig, finetune
-from tests.finetune_helpers import make_corpus, sharpen_head
+from tests.compressor_helpers import TrainedCompressor
+from tests.finetune_helpers import REPO, kill_after_first_checkpoint, make_corpus
 
-REPO = Path(__file__).resolve().parents[1]
 SETTINGS = dict(epochs=10, learning_rate=5e-3, checkpoint_every=3, holdout=0.0)  # 40 steps (all 4 questions); dropout 0.05 stays on (RNG is restored)
 
 
@@ -33,8 +30,8 @@ def _cli(root: str, qa: Path, model: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(tiny_model: Path, tmp_path: Path) -> None:
-    model = sharpen_head(tiny_model, tmp_path / "model")
+def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(trained_compressor: TrainedCompressor, tmp_path: Path) -> None:
+    model = trained_compressor.checkpoint
     root = str(tmp_path / "store")
     qa = make_corpus(root, model, tmp_path)
     reference_root = str(tmp_path / "reference")
@@ -42,23 +39,8 @@ def test_sigkill_after_checkpoint_then_resume_matches_uninterrupted(tiny_model: 
     commits = Path(root, "c", "adapters")
     env = {**child_environment(), "PYTHONPATH": str(REPO)}  # not the rank/port of in-process finetunes
 
-    log = tmp_path / "first-run.log"
-    proc = subprocess.Popen(_cli(root, qa, model), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
-    deadline = time.monotonic() + 240
-    killed_after: list[str] = []
-    while time.monotonic() < deadline and proc.poll() is None:
-        records = [r for r in commits.glob("*/checkpoints/_commits/*.json") if not r.name.startswith(".")]  # not a record being written
-        if records:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed_after = [r.stem for r in records]
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=30)
-    assert killed_after, f"the run ended (rc {proc.returncode}) before any checkpoint was committed:\n{log.read_text()[-3000:]}"
-    assert proc.returncode == -signal.SIGKILL
+    kill_after_first_checkpoint(_cli(root, qa, model), commits, tmp_path / "first-run.log", env)
     assert not list(commits.glob("*/_commits/adapter.json")), "the adapter must not be finished after the kill"
-    files = [p for p in commits.glob("*/checkpoints/step-*/*") if p.is_file()]
-    assert files and all(p.suffix == ".safetensors" and p.read_bytes()[8:9] == b"{" for p in files), files
 
     resumed = subprocess.run(_cli(root, qa, model), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

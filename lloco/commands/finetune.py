@@ -18,13 +18,14 @@ from ._progress import Progress, ProgressBar
 class FinetuneProgress:
     """Optimizer steps with steps/s and the loss; committed checkpoints as notes."""
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, desc: str = "finetune") -> None:
         self.progress = progress
+        self.desc = desc
         self.bar: ProgressBar | None = None
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.bar is None:
-            self.bar = self.progress.bar(total=event.get("total_steps"), unit="step", desc="finetune")
+            self.bar = self.progress.bar(total=event.get("total_steps"), unit="step", desc=self.desc)
         if event["event"] == "step":
             self.bar.update(1, loss=event["loss"])
         else:

@@ -179,12 +179,20 @@ def _layer_hint(config: LlamaConfig, names: set[str]) -> str:
     return f" (config.json has num_hidden_layers={config.num_hidden_layers}, the weights hold {len(layers)} layers)"
 
 
-def check_weights(config: LlamaConfig, weights: WeightFiles, shapes: dict[str, tuple[int, ...]]) -> None:
+SUMMARY_TOKENS = "embed_summary.weight"
+"""The one tensor a plain LLaMA base lacks: compressor training creates it (`new_summary_tokens`)."""
+
+
+def check_weights(config: LlamaConfig, weights: WeightFiles, shapes: dict[str, tuple[int, ...]], new: frozenset[str] = frozenset()) -> None:
     """Every tensor the model has must be in the checkpoint under its exact name and shape, and
     nothing else may be (transformers would random-init the first, drop the second, and even
-    rename `model.embed_summary.weight` onto `embed_summary.weight`)."""
+    rename `model.embed_summary.weight` onto `embed_summary.weight`). `new` names tensors that must
+    be absent because the caller creates them (a base model's summary tokens)."""
     expected, optional = expected_tensor_shapes(config)
-    missing = sorted(set(expected) - set(shapes) - optional)
+    present_new = sorted(new & set(shapes))
+    if present_new:
+        raise InputError(f"checkpoint {weights.folder} already holds {_names(present_new)}: it is an AutoCompressor, not a plain base model")
+    missing = sorted(set(expected) - set(shapes) - optional - new)
     unexpected = sorted(n for n in set(shapes) - set(expected) if not IGNORED_CHECKPOINT_TENSORS.search(n))
     misshapen = sorted(n for n in set(expected) & set(shapes) if expected[n] != shapes[n])
     problems = []
@@ -200,20 +208,27 @@ def check_weights(config: LlamaConfig, weights: WeightFiles, shapes: dict[str, t
         raise InputError(f"checkpoint {weights.folder} ({weights.layout}) does not match its config.json: " + "; ".join(problems))
 
 
-def check_checkpoint(folder: str, config: LlamaConfig) -> WeightFiles:
+def check_checkpoint(folder: str, config: LlamaConfig, new: frozenset[str] = frozenset()) -> WeightFiles:
     """The weight files of a checkpoint folder, refused unless they hold exactly the tensors its
-    config.json implies. Reads headers only: cheap enough to run before planning any work."""
+    config.json implies (less `new`). Reads headers only: cheap enough to run before planning any work."""
     weights = find_weight_files(folder)
-    check_weights(config, weights, read_tensor_shapes(weights))
+    check_weights(config, weights, read_tensor_shapes(weights), new)
     return weights
 
 
-def load_autocompressor(model: str, *, dtype: torch.dtype, attn_implementation: str = "sdpa", revision: str | None = None) -> LlamaAutoCompressorModel:
+def load_autocompressor(
+    model: str, *, dtype: torch.dtype, attn_implementation: str = "sdpa", revision: str | None = None, base_config: LlamaConfig | None = None
+) -> LlamaAutoCompressorModel:
     """Load an AutoCompressor checkpoint (local folder or hub id, any published layout) on the CPU:
-    the config validated, every tensor checked before loading, `.bin` through `weights_only=True`."""
+    the config validated, every tensor checked before loading, `.bin` through `weights_only=True`.
+
+    With `base_config` (a plain LLaMA's config plus the AutoCompressor fields, see
+    `compressor.plan_compressor`) the checkpoint is a base model for compressor training: every
+    LLaMA tensor must be there and `embed_summary.weight` must not; it is created, uninitialised."""
     folder = resolve_model_folder(model, revision)
-    config = load_config(folder)
-    weights = check_checkpoint(folder, config)
+    config = base_config if base_config is not None else load_config(folder)
+    new = frozenset({SUMMARY_TOKENS}) if base_config is not None else frozenset()
+    weights = check_checkpoint(folder, config, new)
     try:
         network, info = LlamaAutoCompressorModel.from_pretrained(
             folder,
@@ -226,7 +241,7 @@ def load_autocompressor(model: str, *, dtype: torch.dtype, attn_implementation: 
         )
     except (OSError, ValueError, SafetensorError) as err:
         raise InputError(f"cannot load model weights from {model!r}: {one_line(err)}") from err
-    leftover = sorted({*info["missing_keys"], *info["unexpected_keys"], *(k for k, *_ in info["mismatched_keys"])})
+    leftover = sorted({*info["missing_keys"], *info["unexpected_keys"], *(k for k, *_ in info["mismatched_keys"])} - new)
     if leftover:  # checked above; kept so a transformers change can never load a half-random model
         raise InputError(f"checkpoint {folder} did not load cleanly: {_names(leftover)}")
     return network

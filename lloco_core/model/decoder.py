@@ -129,16 +129,18 @@ def pad_batch(
     longest = max(e.shape[0] for e in embeds)
     hidden = embeds[0].shape[-1]
     like = embeds[0]
-    out = like.new_zeros((len(embeds), longest, hidden))
     mask = torch.zeros((len(embeds), longest), dtype=torch.long, device=like.device)
     lab = torch.full((len(embeds), longest), IGNORE_INDEX, dtype=torch.long, device=like.device) if labels is not None else None
+    rows = []
     for i, e in enumerate(embeds):
         n = e.shape[0]
         span = slice(longest - n, longest) if padding_side == "left" else slice(0, n)
-        out[i, span] = e
+        pad = e.new_zeros((longest - n, hidden))
+        rows.append(torch.cat([pad, e] if padding_side == "left" else [e, pad]))  # no in-place writes: cheap backward
         mask[i, span] = 1
         if lab is not None:
             lab[i, span] = labels[i].to(like.device)
+    out = torch.stack(rows)
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     return DecoderBatch(out, mask, positions, lab)
 

@@ -21,7 +21,7 @@ from typing import Literal
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from lloco_core.model.autocompressor import LlamaAutoCompressorModel, load_tokenizer
 from lloco_core.model.checkpoint import BIN_INDEX, SAFETENSORS_INDEX, find_weight_files
@@ -69,6 +69,48 @@ def sentencepiece_tokenizer(out: Path, tokenizer_model: str | Path) -> PreTraine
     return load_tokenizer(str(out))
 
 
+def tiny_llama_config(
+    tokenizer: PreTrainedTokenizerBase, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int | None, max_position_embeddings: int
+) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 4 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+
+
+def build_tiny_llama(
+    out_dir: str | Path,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    intermediate_size: int | None = None,
+    vocab_size: int = 2000,
+    max_position_embeddings: int = 4096,
+    texts: Iterable[str] | None = None,
+    seed: int = 0,
+) -> Path:
+    """A plain random-init LLaMA causal LM (no summary tokens): the kind of base model
+    `train_compressor` turns into an AutoCompressor. Same files as a hub LLaMA checkpoint."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(texts if texts is not None else default_training_text(), vocab_size)
+    config = tiny_llama_config(tokenizer, hidden_size, num_layers, num_heads, intermediate_size, max_position_embeddings)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def build_tiny_compressor(
     out_dir: str | Path,
     *,
@@ -93,20 +135,8 @@ def build_tiny_compressor(
         tokenizer = sentencepiece_tokenizer(out, tokenizer_model)
     else:
         tokenizer = train_tokenizer(texts if texts is not None else default_training_text(), vocab_size)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size or 4 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
-        max_position_embeddings=max_position_embeddings,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-        architectures=["LlamaAutoCompressorModel"],
-    )
+    config = tiny_llama_config(tokenizer, hidden_size, num_layers, num_heads, intermediate_size, max_position_embeddings)
+    config.architectures = ["LlamaAutoCompressorModel"]
     config.summary_length = summary_length
     config.accumulate_summary = accumulate_summary
     config.segment_length = segment_length

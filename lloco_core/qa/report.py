@@ -19,6 +19,8 @@ SYSTEM_LABELS = {
     "lloco": "LLoCO + adapter",
 }
 
+MARKERS = ("o", "s", "D", "^", "v", "P", "X")
+
 
 def markdown_table(summary: dict[str, Any]) -> str:
     """One row per system: score, mean prompt tokens, compression ratio, latency."""
@@ -51,14 +53,19 @@ adapter `{summary['adapter_key']}`, encoder `{summary['encoder_key']}`.
 
 
 def render_plot(summary: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
-    """Score against mean prompt tokens, one point per system (examples faint behind), as PNG."""
+    """Score against mean prompt tokens, one point per system (examples faint behind), as PNG.
+
+    Systems often share a point (no context and a retrieval that kept nothing; LLoCO with and
+    without adapter), so each has its own marker shape and the markers shrink in drawing order:
+    coinciding points nest inside each other as open outlines instead of hiding one another."""
     png: list[bytes] = []
     with png_figure((6.4, 4.2), 110, png) as ax:
         for i, (name, s) in enumerate(summary["systems"].items()):
             color = f"C{i}"
             mine = [r for r in rows if r["system"] == name]
-            ax.scatter([r["prompt_tokens"] for r in mine], [r["score"] for r in mine], color=color, alpha=0.15, s=12)
-            ax.scatter([s["mean_prompt_tokens"]], [s["score"]], color=color, s=70, edgecolor="black", label=SYSTEM_LABELS.get(name, name))
+            ax.scatter([r["prompt_tokens"] for r in mine], [r["score"] for r in mine], color=color, alpha=0.15, s=10, marker=MARKERS[i % len(MARKERS)])
+            label = f"{SYSTEM_LABELS.get(name, name)} ({s['score']:.2f})"
+            ax.scatter([s["mean_prompt_tokens"]], [s["score"]], s=max(30, 280 - 65 * i), marker=MARKERS[i % len(MARKERS)], facecolors="none", edgecolors=color, linewidths=2, label=label, zorder=3 + i)
         ax.set_xscale("log")
         ax.set_xlabel("prompt tokens (decoder positions)")
         ax.set_ylabel("score")

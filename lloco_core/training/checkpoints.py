@@ -1,4 +1,8 @@
-"""Adapter folders and training checkpoints in the store.
+"""Training runs in the store: a finished output folder plus committed training checkpoints.
+
+Both trainers use it: finetune (`AdapterStore`, one LoRA adapter per corpus) and compressor
+training (`CompressorStore`, an AutoCompressor checkpoint), with the same `CheckpointStore`
+(saved and resumed by `engine.save_to_store` / `engine.resume_from_store`).
 
     <root>/<corpus>/adapters/<adapter-key>/
         adapter_config.json, adapter_model.safetensors   standard PEFT adapter
@@ -6,6 +10,12 @@
         _commits/adapter.json                             written last: the adapter is finished
         checkpoints/step-000050/*.safetensors             DeepSpeed checkpoint files of every rank
         checkpoints/_commits/step-000050.json             written after every rank uploaded; names the files
+
+    <root>/<corpus>/compressors/<compressor-key>/
+        checkpoint/config.json, model.safetensors, tokenizer files   the AutoCompressor (published format)
+        prompts.json, loss.json, loss.png, compressor.json           templates, loss curve, run summary
+        _commits/compressor.json                                     written last, with checksums
+        checkpoints/…                                                as above
 
 A checkpoint is saved by DeepSpeed to a local staging folder, uploaded file by file, then
 committed; a reader only trusts committed steps, so a kill during upload leaves the previous
@@ -156,11 +166,19 @@ class CheckpointStore:
             self.store.fs.rm(self.prefix, recursive=True)
 
 
-class AdapterStore:
+class TrainedRun:
+    """One training run's folder: output files + a summary committed (with checksums) by a record
+    named `finished_name`, and its training checkpoints under `checkpoints/`."""
+
+    kind = "adapters"
+    finished_name = FINISHED
+    summary_file = "finetune.json"
+    required_files: tuple[str, ...] = ("adapter_config.json", "adapter_model.safetensors", "finetune.json")
+
     def __init__(self, store: Store, corpus: str, key: str) -> None:
         self.store = store
         self.key = key
-        self.prefix = store.path(corpus, "adapters", key)
+        self.prefix = store.path(corpus, self.kind, key)
         self.log: CommitLog[AdapterRecord] = CommitLog(store, self.prefix, AdapterRecord)
         self.checkpoints = CheckpointStore(store, f"{self.prefix}/checkpoints")
 
@@ -168,27 +186,44 @@ class AdapterStore:
     def uri(self) -> str:
         return self.store.uri(self.prefix)
 
-    # finished adapter ----------------------------------------------------------------------------
+    # finished output -----------------------------------------------------------------------------
     def record(self) -> AdapterRecord | None:
-        found = self.log.find(FINISHED)
+        found = self.log.find(self.finished_name)
         return found[0] if found else None
 
     def finished(self) -> dict[str, Any] | None:
-        """The run summary of a finished adapter, or None (also when a listing shows one of its
-        files missing or resized: the next finetune then trains it again)."""
+        """The run summary of a finished run, or None (also when a listing shows one of its
+        files missing or resized: the next run then trains it again)."""
         record = self.record()
         if record is None:
             return None
         sums = record.sums()
-        sizes = {os.path.basename(p): s for p, s in self.store.list_sizes(self.prefix).items()}
-        expected = {name: item.size for name, item in sums.items()} or {name: None for name in ("adapter_config.json", "adapter_model.safetensors", "finetune.json")}
+        expected = {name: item.size for name, item in sums.items()} or {name: None for name in self.required_files}
+        sizes = {}
+        for folder in sorted({os.path.dirname(name) for name in expected}):  # one listing per folder (the compressor has a sub-folder)
+            where = f"{folder}/" if folder else ""
+            sizes |= {where + os.path.basename(p): s for p, s in self.store.list_sizes(f"{self.prefix}/{where}".rstrip("/")).items()}
         if any(name not in sizes or size not in (None, sizes[name]) for name, size in expected.items()):
             return None
-        return json.loads(read_checked(self.store, f"{self.prefix}/finetune.json", sums.get("finetune.json")))
+        return json.loads(read_checked(self.store, f"{self.prefix}/{self.summary_file}", sums.get(self.summary_file)))
 
     def publish(self, files: dict[str, bytes], summary: dict[str, Any]) -> None:
         """Write every output file atomically, the summary, then the commit record (with checksums) last."""
-        files = {**files, "finetune.json": json.dumps(summary, indent=1, sort_keys=True).encode()}
+        files = {**files, self.summary_file: json.dumps(summary, indent=1, sort_keys=True).encode()}
         for name, data in files.items():
             self.store.write_bytes(f"{self.prefix}/{check_relative(name)}", data)
-        self.log.commit(FINISHED, {"files": {name: FileSum.of(data) for name, data in sorted(files.items())}})
+        self.log.commit(self.finished_name, {"files": {name: FileSum.of(data) for name, data in sorted(files.items())}})
+
+
+class AdapterStore(TrainedRun):
+    """`<root>/<corpus>/adapters/<adapter-key>/`: a finetuned LoRA adapter."""
+
+
+class CompressorStore(TrainedRun):
+    """`<root>/<corpus>/compressors/<compressor-key>/`: a trained AutoCompressor checkpoint."""
+
+    kind = "compressors"
+    finished_name = "compressor"
+    summary_file = "compressor.json"
+    checkpoint_folder = "checkpoint"
+    required_files = ("checkpoint/config.json", "checkpoint/model.safetensors", "compressor.json")

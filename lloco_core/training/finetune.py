@@ -326,10 +326,6 @@ def finetune(config: FinetuneConfig, prompts: PromptSet | None = None, on_progre
     return train(plan, on_progress)
 
 
-def _progress_to_stderr(event: dict[str, Any]) -> None:
-    print("lloco-progress " + json.dumps(event), file=sys.stderr, flush=True)
-
-
 def config_from_args(argv: list[str] | None = None) -> FinetuneConfig:
     """Every FinetuneConfig field as a --flag (the launcher path has no other CLI)."""
     parser = argparse.ArgumentParser(prog="python -m lloco_core.training.finetune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -348,26 +344,9 @@ def config_from_args(argv: list[str] | None = None) -> FinetuneConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 2 on bad input, EX_TEMPFAIL (75) on a storage or network error worth retrying."""
-    from pydantic import ValidationError
+    from lloco_core.training.child import run_child
 
-    from lloco_core.errors import LlocoError
-    from lloco_core.store.retry import EX_TEMPFAIL, is_transient
-
-    try:
-        result = finetune(config_from_args(argv), on_progress=_progress_to_stderr)
-    except (LlocoError, ValidationError) as err:  # bad input, untrusted store content: retrying cannot help
-        print(f"finetune: error: {err}", file=sys.stderr)
-        return 2
-    except Exception as err:
-        if not is_transient(err):
-            raise
-        print(f"finetune: storage error (transient): {type(err).__name__}: {err}", file=sys.stderr)
-        return EX_TEMPFAIL
-    import os
-
-    if os.environ.get("RANK", "0") == "0":
-        print(json.dumps(result))
-    return 0
+    return run_child("finetune", lambda on_progress: finetune(config_from_args(argv), on_progress=on_progress))
 
 
 if __name__ == "__main__":
