@@ -60,8 +60,11 @@ def json_lines(text: str) -> list[dict]:
 
 
 def run_script(script: Path, args: list[str]) -> list[dict]:
-    """Run a bench script as a child (same interpreter, this checkout first on the path)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    """Run a bench script as a child (same interpreter, this checkout first on the path), without
+    the rendezvous variables row d's in-process DeepSpeed engine left (its port is still bound)."""
+    from lloco_core.training.engine import child_environment
+
+    env = {**child_environment(), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=SUBPROCESS_TIMEOUT, check=False)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
