@@ -28,8 +28,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
+# One table of side-by-side ratios (bench/run.py); BENCH_ARGS e.g. "--quick", "--only a,e", "--big".
 bench: $(STAMP)
-	$(BIN)/python bench/compress.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 serve: $(STAMP)
 	$(BIN)/lloco serve

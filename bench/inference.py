@@ -9,6 +9,9 @@ through `lloco_core.qa.answer.generate_batch`'s path (transformers `generate`, K
   with summaries computed by the real compressor beforehand (offline cost, reported apart).
 Timed: prefill + exactly `--new-tokens` generated tokens (min = max, EOS cannot stop early).
 Prints per length the prompt tokens of both, the token ratio and the latency ratio.
+Row (c) of `bench/run.py` (`measure`) runs both sides interleaved, `--repeats` times each, and
+reports the median of the per-repeat latency ratios, and the prompt-position ratio counted two
+ways: context only (document tokens / summary vectors) and whole prompt (question included).
 
     .venv/bin/python bench/inference.py [--hidden 256 --layers 2 --sizes 4096 8192 16384 32768 --repeats 1 --threads 1]
 """
@@ -29,29 +32,63 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from lloco_core.model.autocompressor import load_compressor  # noqa: E402
-from lloco_core.model.decoder import build_decoder_inputs, encode_request, pad_batch  # noqa: E402
-from lloco_core.model.summarize import summarize_documents  # noqa: E402
-from lloco_core.model.tiny import build_tiny_compressor  # noqa: E402
-from lloco_core.qa.answer import Question  # noqa: E402
-from lloco_core.qa.prompts import default_prompts  # noqa: E402
+from bench.common import Goal, Row, interleave, ratio_row, timed_generate
+from lloco_core.model.autocompressor import load_compressor
+from lloco_core.model.decoder import build_decoder_inputs, encode_request
+from lloco_core.model.summarize import summarize_documents
+from lloco_core.model.tiny import build_tiny_compressor
+from lloco_core.qa.answer import Question
+from lloco_core.qa.prompts import default_prompts
 
 QUESTION = "What did the harbor master hide under the blue flowerpot, and why?"
 
 
-@torch.inference_mode()
-def timed_generate(model, embeds: torch.Tensor, new_tokens: int, pad_id: int) -> float:
-    """Seconds for prefill + exactly `new_tokens` greedy tokens with the KV cache."""
-    batch = pad_batch([embeds], padding_side="left")
-    if embeds.device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = model.generate(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, max_new_tokens=new_tokens,
-                         min_new_tokens=new_tokens, do_sample=False, use_cache=True, pad_token_id=pad_id)
-    if embeds.device.type == "cuda":
-        torch.cuda.synchronize()
-    assert out.shape[1] == new_tokens
-    return time.perf_counter() - start
+GOAL_LATENCY, GOAL_POSITIONS = Goal(">=", 7.6), Goal(">=", 30.0)
+
+
+def measure(work: Path, quick: bool = False, repeats: int | None = None, sizes: list[int] | None = None, hidden: int = 256, layers: int = 2,
+            new_tokens: int = 32, threads: int = 1) -> list[Row]:
+    """Rows c: latency ratio per context length (goal at the longest), prompt-position ratios."""
+    repeats = repeats or (1 if quick else 3)
+    sizes = sizes or ([1536, 3072] if quick else [4096, 8192, 16384, 32768])
+    if quick:
+        hidden, new_tokens = 64, 4
+    segment_length, summary_length = 1536, 50
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    path = build_tiny_compressor(work / "inference-model", hidden_size=hidden, num_layers=layers, num_heads=max(1, hidden // 64), summary_length=summary_length,
+                                 segment_length=segment_length, max_position_embeddings=max(sizes) + 512, vocab_size=2000)
+    loaded = load_compressor(str(path), "cpu")
+    model, tok = loaded.model, loaded.tokenizer
+    prompt, _ = encode_request(tok, default_prompts(), Question(QUESTION))
+    timed_generate(model, build_decoder_inputs(model, None, prompt), new_tokens, tok.pad_token_id)  # warm-up
+    rows = []
+    try:
+        for size in sizes:
+            context = torch.randint(4, len(tok), (size,), generator=torch.Generator().manual_seed(size)).tolist()
+            segments = [context[i : i + segment_length] for i in range(0, size, segment_length)]
+            summaries = summarize_documents(model, [segments])[0]
+            with torch.inference_mode():
+                full = model.get_input_embeddings()(torch.tensor([*context, *prompt]))
+                lloco = build_decoder_inputs(model, summaries, prompt)
+            values = interleave({"full context": lambda e=full: timed_generate(model, e, new_tokens, tok.pad_token_id),
+                                 "lloco": lambda e=lloco: timed_generate(model, e, new_tokens, tok.pad_token_id)}, repeats)
+            last = size == sizes[-1]
+            rows.append(ratio_row("c", f"answer latency at {size / 1024:g}k context (prefill + {new_tokens} tokens)", values, "full context", "lloco",
+                                  higher_is_better=False, unit_label="s", digits=".3f", goal=GOAL_LATENCY if last else None,
+                                  note=f"hidden {hidden}, {layers} layers, {threads} thread(s); GPU 7B figure: bench/gpu.sh" if last else ""))
+            if last:
+                vectors = summaries.shape[0] * summary_length
+                extra = lloco.shape[0] - vectors  # the prompt's own positions, the same on both sides
+                rows.append(Row("c", f"prompt positions at {size / 1024:g}k, context only", f"{size:,} tokens", f"{vectors:,} vectors", size / vectors, "x",
+                                goal=GOAL_POSITIONS, note=f"{len(segments)} segments of <= {segment_length} tokens -> {summary_length} vectors each; "
+                                f"a full segment gives {segment_length / summary_length:.2f}x, the short last one less"))
+                rows.append(Row("c", f"prompt positions at {size / 1024:g}k, prompt included", f"{full.shape[0]:,} positions", f"{lloco.shape[0]:,} positions",
+                                full.shape[0] / lloco.shape[0], "x", goal=GOAL_POSITIONS, note=f"both sides carry the same {extra} prompt positions (template + question)"))
+    finally:
+        torch.set_num_threads(previous_threads)
+    return rows
 
 
 def main() -> None:
