@@ -121,6 +121,7 @@ class ShardResult:
     seconds: float
     already_committed: bool = False
     deferred: list[DocumentRef] = field(default_factory=list)  # leased by another run: not done here
+    committed_elsewhere: int = 0  # committed by another run between planning and encoding
     problems: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -157,12 +158,21 @@ def compress_shard(
     lease, claimed = leases.claim(name, {r.doc_id: r.sha256 for r in refs}) if refs else (None, {})
     deferred = [r for r in refs if r.doc_id not in claimed]
     refs = [r for r in refs if r.doc_id in claimed]
+    if lease is not None and refs:
+        # another run may have committed and released between our look at the log and our claim:
+        # its commit precedes its release, so a second look now sees it
+        done = versions_in(embeddings.log.view(cache=seen).records)
+        refs = [r for r in refs if (r.doc_id, r.sha256) not in done]
+        if not refs:
+            leases.release(lease)
+            lease = None
     if lease is None or not refs:
         others = len(shard.documents) - len(deferred)  # committed by another run since planning
         return ShardResult(shard.name, others, 0, 0, 0.0, already_committed=True, deferred=deferred)
     documents = DocumentTable(store, corpus)
     with leases.held(lease, name, claimed):
         result = _encode_and_commit(embeddings, documents, settings, refs, compressor, batch_size, batch_positions, on_batch, deferred, started)
+    result.committed_elsewhere = len(shard.documents) - len(deferred) - len(refs)
     if len(view.records) + 1 >= COMPACT_RECORDS:  # the flow's shard tasks compact too, not only `compress`
         compact_embeddings_if_needed(embeddings, documents)
     return result
@@ -232,6 +242,7 @@ class CompressSummary:
         if result.already_committed:
             self.documents_skipped += result.documents
             return
+        self.documents_skipped += result.committed_elsewhere
         if not result.documents:
             return
         self.documents_compressed += result.documents

@@ -135,6 +135,11 @@ class Leases:
             time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
         return None, {}
 
+    def release(self, path: str) -> None:
+        """Give a claimed lease back without working on it."""
+        with contextlib.suppress(OSError):
+            self.store.delete(path)
+
     @contextlib.contextmanager
     def held(self, path: str, shard: str, documents: dict[str, str]) -> Iterator[None]:
         """Keep a claimed lease renewed while the work runs; release it afterwards."""
@@ -153,8 +158,7 @@ class Leases:
         finally:
             stop.set()
             thread.join()
-            with contextlib.suppress(OSError):
-                self.store.delete(path)
+            self.release(path)
 
     def wait_for(self, documents: dict[str, str], poll_s: float = 1.0) -> None:
         """Block while another owner's live lease covers any of these document versions."""
