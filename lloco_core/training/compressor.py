@@ -237,26 +237,6 @@ def materialize(run: CompressorStore, out: str | None) -> str:
     return target
 
 
-def loss_plot_png(curve: list[dict[str, Any]], title: str) -> bytes:
-    """The training loss per step: the total, and each objective's own when both ran."""
-    from lloco_core.plotting import png_figure
-
-    png: list[bytes] = []
-    names = [("loss", "total")]
-    if curve and all(name in curve[0] for name in ("qa_loss", "lm_loss")):
-        names += [("qa_loss", "compress-then-answer"), ("lm_loss", "AutoCompressor (next token)")]
-    with png_figure((6, 3.5), 100, png) as ax:
-        for name, label in names:
-            ax.plot([p["step"] for p in curve], [p[name] for p in curve], label=label, linewidth=1)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("training loss")
-        ax.set_yscale("log")
-        ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return png[0]
-
-
 def train(plan: CompressorPlan, on_progress: ProgressFn | None = None) -> dict[str, Any]:
     """The DeepSpeed training loop with store checkpoints; returns the run summary (rank 0's)."""
     from lloco_core.training.compressor_data import LMData, qa_batch, qa_documents, token_stream
@@ -348,18 +328,10 @@ def train(plan: CompressorPlan, on_progress: ProgressFn | None = None) -> dict[s
         "bf16": plan.bf16,
         "tuning": config.tuning,
     }
-    if env.is_main:
-        files = {f"{run.checkpoint_folder}/{name}": data for name, data in checkpoint_files(publishable_model(engine.module.model), tokenizer).items()}
-        files["prompts.json"] = plan.prompts.to_json().encode()
-        files["loss.json"] = json.dumps(curve, indent=1).encode()
-        files["loss.png"] = loss_plot_png(curve, f"{config.corpus} / {plan.key}")
-        run.publish(files, summary)
-        run.checkpoints.remove()
-    if env.world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-    staging.cleanup()
+    ds.publish_run(run, env, staging, lambda: {
+        **{f"{run.checkpoint_folder}/{name}": data for name, data in checkpoint_files(publishable_model(engine.module.model), tokenizer).items()},
+        "prompts.json": plan.prompts.to_json().encode(),
+    }, curve, f"{config.corpus} / {plan.key}", summary)  # fmt: skip
     return summary
 
 

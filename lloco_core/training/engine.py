@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import os
 import socket
+import json
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from typing import Any
 import torch
 
 from lloco_core.errors import StoreError
-from lloco_core.training.checkpoints import CheckpointStore, step_tag
+from lloco_core.training.checkpoints import CheckpointStore, TrainedRun, step_tag
 
 
 @dataclass(frozen=True)
@@ -174,3 +177,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def publish_run(
+    run: TrainedRun, env: DistEnv, staging: tempfile.TemporaryDirectory, files: Callable[[], dict[str, bytes]],
+    curve: list[dict[str, Any]], title: str, summary: dict[str, Any],
+) -> None:
+    """End of a training run: rank 0 publishes its files with the loss curve (JSON and plot) and the
+    summary, committed last, then drops the training checkpoints; every rank waits for that, then
+    removes its local staging folder."""
+    if env.is_main:
+        from lloco_core.plotting import loss_curve_png
+
+        output = {**files(), "loss.json": json.dumps(curve, indent=1).encode(), "loss.png": loss_curve_png(curve, title)}
+        run.publish(output, summary)
+        run.checkpoints.remove()
+    if env.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    staging.cleanup()

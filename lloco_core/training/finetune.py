@@ -35,7 +35,6 @@ from lloco_core.fingerprint import checkpoint_fingerprint, stable_hash
 from lloco_core.model.autocompressor import load_autocompressor, load_config, load_tokenizer, resolve_device
 from lloco_core.model.compress import resolve_model_folder
 from lloco_core.model.decoder import build_decoder_inputs, pad_batch
-from lloco_core.plotting import png_figure
 from lloco_core.qa.dataset import HELDOUT_FILE, QAData, QAItem, check_documents, item_record, load_qa, split_by_document
 from lloco_core.qa.prompts import PromptSet, prompt_set
 from lloco_core.store.embeddings import EmbeddingStore, pick_encoder
@@ -168,17 +167,6 @@ def _batch(engine_module: torch.nn.Module, examples: list[Example], documents: d
     return batch, int(batch.attention_mask.sum())
 
 
-def loss_plot_png(curve: list[dict[str, float]], title: str) -> bytes:
-    png: list[bytes] = []
-    with png_figure((6, 3.5), 100, png) as ax:
-        ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], marker="." if len(curve) < 60 else None)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("training loss (answer tokens)")
-        ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3)
-    return png[0]
-
-
 def _adapter_files(module: torch.nn.Module) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix="lloco-adapter-") as tmp:
         module.save_pretrained(tmp, safe_serialization=True)
@@ -291,18 +279,12 @@ def train(plan: FinetunePlan, on_progress: ProgressFn | None = None) -> dict[str
         "zero_stage": config.zero_stage,
         "bf16": plan.bf16,
     }
-    if env.is_main:
-        files = _adapter_files(engine.module)
-        files["prompts.json"] = plan.prompts.to_json().encode()
-        if plan.heldout_items:
-            files[HELDOUT_FILE] = "".join(json.dumps(item_record(i), sort_keys=True) + "\n" for i in plan.heldout_items).encode()
-        files["loss.json"] = json.dumps(curve, indent=1).encode()
-        files["loss.png"] = loss_plot_png(curve, f"{config.corpus} / {plan.adapter_key}")
-        adapters.publish(files, summary)
-        adapters.checkpoints.remove()
-    if env.world_size > 1:
-        dist.barrier()
-    staging.cleanup()
+
+    def files() -> dict[str, bytes]:
+        heldout = "".join(json.dumps(item_record(i), sort_keys=True) + "\n" for i in plan.heldout_items)
+        return {**_adapter_files(engine.module), "prompts.json": plan.prompts.to_json().encode(), **({HELDOUT_FILE: heldout.encode()} if heldout else {})}
+
+    ds.publish_run(adapters, env, staging, files, curve, f"{config.corpus} / {plan.adapter_key}", summary)
     return summary
 
 
