@@ -156,3 +156,26 @@ def test_status_lists_the_trained_compressor(trained_compressor: TrainedCompress
     (row,) = status["corpora"][0]["compressors"]
     assert row["compressor_key"] == trained_compressor.summary["compressor_key"] and row["finished"] is True
     assert row["steps"] == trained_compressor.config.max_steps and row["summary_length"] == trained_compressor.config.summary_length
+
+
+def test_verify_checks_the_compressor_and_repair_makes_the_next_run_train_again(trained_compressor: TrainedCompressor, tmp_path: Path) -> None:
+    import shutil
+
+    from lloco_core.store.storage import Store
+    from lloco_core.store.verify import verify
+    from lloco_core.training.checkpoints import CompressorStore
+
+    root = tmp_path / "store"
+    shutil.copytree(trained_compressor.root, root)
+    store = Store(str(root))
+    run = CompressorStore(store, CORPUS, trained_compressor.summary["compressor_key"])
+    clean = verify(store, CORPUS)
+    assert any(c.kind == "compressor" and c.path.endswith("model.safetensors") and c.problem is None for c in clean.files)
+    weights = Path(run.prefix, "checkpoint", "model.safetensors")
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only the checksum can tell
+    weights.write_bytes(bytes(data))
+    assert run.finished() is not None, "a listing cannot see a same-size flip"
+    bad = verify(store, CORPUS, repair=True)
+    assert [c.path for c in bad.files if c.problem] == [store.uri(str(weights))]
+    assert run.finished() is None, "repaired: the compressor is no longer finished, the next run trains it again"

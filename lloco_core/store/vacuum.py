@@ -29,7 +29,7 @@ from lloco_core.store.embeddings import EmbeddingStore
 from lloco_core.store.leases import LEASES, Leases
 from lloco_core.store.records import SnapshotRecord
 from lloco_core.store.storage import TMP_PREFIX, Store, entry_mtime
-from lloco_core.training.checkpoints import AdapterStore, step_tag
+from lloco_core.training.checkpoints import AdapterStore, CompressorStore, TrainedRun, step_tag
 
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -138,9 +138,9 @@ class Vacuum:
                 self.remove(entry["name"], "expired lease")
         return {f"shards/{lease.record.shard}.parquet" for lease in live}
 
-    def checkpoints(self, adapters: AdapterStore) -> None:
-        committed = {step_tag(r["step"]) for r in adapters.checkpoints.records()}
-        base = f"{adapters.prefix}/checkpoints"
+    def checkpoints(self, run: TrainedRun) -> None:
+        committed = {step_tag(r["step"]) for r in run.checkpoints.records()}
+        base = f"{run.prefix}/checkpoints"
         for folder in self.store.list_dirs(base):
             tag = folder.rsplit("/", 1)[-1]
             if tag.startswith("step-") and tag not in committed:
@@ -148,8 +148,8 @@ class Vacuum:
                 if entries and all(self.old(e) for e in entries):
                     for entry in entries:
                         self.remove(entry["name"], "checkpoint upload that was never committed")
-        self.quarantine(adapters.log)
-        self.quarantine(adapters.checkpoints.log)
+        self.quarantine(run.log)
+        self.quarantine(run.checkpoints.log)
 
 
 def vacuum(store: Store, corpus: str, older_than_s: float = 3600.0, dry_run: bool = False) -> VacuumReport:
@@ -163,6 +163,7 @@ def vacuum(store: Store, corpus: str, older_than_s: float = 3600.0, dry_run: boo
     for folder in store.list_dirs(store.path(corpus, "embeddings")):
         embeddings = EmbeddingStore(store, corpus, folder.rsplit("/", 1)[-1])
         run.data_log(embeddings.data, run.leases(embeddings.log.prefix))
-    for folder in store.list_dirs(store.path(corpus, "adapters")):
-        run.checkpoints(AdapterStore(store, corpus, folder.rsplit("/", 1)[-1]))
+    for kind in (AdapterStore, CompressorStore):
+        for folder in store.list_dirs(store.path(corpus, kind.kind)):
+            run.checkpoints(kind(store, corpus, folder.rsplit("/", 1)[-1]))
     return run.report

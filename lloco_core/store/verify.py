@@ -4,8 +4,8 @@ Checked: every commit record (readable, valid, confined names, named by what it 
 committed document part and embedding shard (size and sha256 against the record, readable
 Parquet, and holding exactly the document versions its record lists, each text matching its
 sha256), the snapshots in force (their files against their checksums), every finished adapter and
-committed training checkpoint (each file against its checksum). Each file gets one line in the
-report; files committed before checksums existed are checked by content only.
+trained compressor, and every committed training checkpoint (each file against its checksum). Each
+file gets one line in the report; files committed before checksums existed are checked by content only.
 
 Repair never writes data it cannot prove; it makes the store say only what is true, so the next
 writer restores the rest:
@@ -15,8 +15,8 @@ writer restores the rest:
   old version the latest: the next ingest writes their documents again;
 - a bad part or shard gets a tombstone record and is moved to quarantine, so the next compress
   (shards) or ingest (parts) writes its documents again;
-- a bad adapter has its commit record quarantined (it is no longer finished: the next finetune
-  trains it again); a bad checkpoint likewise (training resumes from an older one or starts over).
+- a bad adapter or compressor has its commit record quarantined (it is no longer finished: the
+  next finetune or train-compressor trains it again); a bad checkpoint likewise (training resumes from an older one or starts over).
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ from lloco_core.store.documents import DocumentTable
 from lloco_core.store.embeddings import EmbeddingStore, list_encoders, shard_name
 from lloco_core.store.records import FileSum, Problem, SnapshotRecord
 from lloco_core.store.storage import Store
-from lloco_core.training.checkpoints import AdapterStore
+from lloco_core.training.checkpoints import AdapterStore, CompressorStore, TrainedRun
 
 
 @dataclass
 class FileCheck:
     path: str
-    kind: str  # record, part, shard, snapshot, adapter, checkpoint
+    kind: str  # record, part, shard, snapshot, adapter, compressor, checkpoint
     problem: str | None = None
     repair: str | None = None
 
@@ -175,20 +175,21 @@ class Verifier:
         embeddings.log.commit(name, {"shard": shard, "documents": documents, "segments": table.num_rows, "files": {shard: FileSum.of(data)}})
         return f"{shard} recovered: committed again from its file"
 
-    def adapters(self) -> None:
-        for folder in self.store.list_dirs(self.store.path(self.corpus, "adapters")):
-            adapters = AdapterStore(self.store, self.corpus, folder.rsplit("/", 1)[-1])
-            view = adapters.log.view()
-            self.records(adapters.log, view.problems)
-            record = next((r for r in view.records if r.name == "adapter"), None)
+    def trained_runs(self, kind: type[TrainedRun], label: str) -> None:
+        """Finished adapters or compressors (their committed files) and their training checkpoints."""
+        for folder in self.store.list_dirs(self.store.path(self.corpus, kind.kind)):
+            run = kind(self.store, self.corpus, folder.rsplit("/", 1)[-1])
+            view = run.log.view()
+            self.records(run.log, view.problems)
+            record = next((r for r in view.records if r.name == run.finished_name), None)
             if record is not None:
-                self._files(adapters.log, adapters.prefix, record.sums(), "adapter", view.paths[record.name])
-            log = adapters.checkpoints.log
+                self._files(run.log, run.prefix, record.sums(), label, view.paths[record.name])
+            log = run.checkpoints.log
             checkpoints = log.view()
             self.records(log, checkpoints.problems)
             for checkpoint in checkpoints.records:
                 sums: dict[str, FileSum | None] = {name: checkpoint.sums.get(name) for name in checkpoint.files}
-                self._files(log, adapters.checkpoints.folder(checkpoint.step), sums, "checkpoint", checkpoints.paths[checkpoint.name])
+                self._files(log, run.checkpoints.folder(checkpoint.step), sums, "checkpoint", checkpoints.paths[checkpoint.name])
 
     def _files(self, log: CommitLog[Any], folder: str, sums: dict[str, FileSum | None], kind: str, record_path: str) -> None:
         """Check the files a record names (against their checksums where it has them)."""
@@ -247,7 +248,8 @@ def verify(store: Store, corpus: str, repair: bool = False, on_file: Callable[[F
     verifier.documents()
     for key in list_encoders(store, corpus):
         verifier.embeddings(key)
-    verifier.adapters()
+    verifier.trained_runs(AdapterStore, "adapter")
+    verifier.trained_runs(CompressorStore, "compressor")
     verifier.report.seconds = time.perf_counter() - started
     return verifier.report
 
