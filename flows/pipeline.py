@@ -197,6 +197,6 @@ def pipeline_flow(config: PipelineConfig) -> dict[str, Any]:
         result["evaluate"] = summary
         rows.append(_counts("evaluate", summary) | {"scores": {r["system"]: r["score"] for r in system_rows(summary)}})
     result["seconds"] = round(time.perf_counter() - started, 3)
-    logger.info("pipeline %s done in %.1f s: %s", config.corpus, result["seconds"], rows)
+    logger.info("pipeline %s done in %.1f s: %s (each stage's counts in the table artifact)", config.corpus, result["seconds"], ", ".join(r["stage"] for r in rows))
     create_table_artifact(key=artifact_key("pipeline", config.corpus), table=rows, description=f"Stages of the pipeline run for {config.corpus}")
     return result

@@ -34,6 +34,8 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # a tiny model's ops are too small to split: one thread is faster (also in the training child)
+    # flow runs say what each stage did; the 64 shard tasks' own lines would bury that (the UI keeps them when served)
+    os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "WARNING")
     started = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
     from flows.pipeline import EvaluateOptions, FinetuneOptions, PipelineConfig, PipelineStages, TrainCompressorOptions, pipeline_flow

@@ -34,22 +34,22 @@ def child_error(returncode: int, stderr_tail: list[str], name: str = "finetune")
 
 def run_training_child(command: list[str], progress: UUID, logger: Any, name: str) -> dict[str, Any]:
     """Run `command`, following its `lloco-progress` lines; its summary, or the error for its exit status."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**child_environment(), "TOKENIZERS_PARALLELISM": "false"})
     errors: list[str] = []
-    assert proc.stderr is not None and proc.stdout is not None
-    for line in proc.stderr:
-        if line.startswith("lloco-progress "):
-            event = json.loads(line.removeprefix("lloco-progress "))
-            if event["event"] == "step":
-                update_progress_artifact(progress, 100.0 * event["step"] / event["total_steps"])
-            elif event["event"] == "checkpoint_refused":
-                logger.warning("checkpoint %s refused: %s", event["checkpoint"], event["reason"])
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**child_environment(), "TOKENIZERS_PARALLELISM": "false"}) as proc:
+        assert proc.stderr is not None and proc.stdout is not None
+        for line in proc.stderr:
+            if line.startswith("lloco-progress "):
+                event = json.loads(line.removeprefix("lloco-progress "))
+                if event["event"] == "step":
+                    update_progress_artifact(progress, 100.0 * event["step"] / event["total_steps"])
+                elif event["event"] == "checkpoint_refused":
+                    logger.warning("checkpoint %s refused: %s", event["checkpoint"], event["reason"])
+                else:
+                    logger.info("checkpoint committed at step %s: %s", event["step"], event["uri"])
             else:
-                logger.info("checkpoint committed at step %s: %s", event["step"], event["uri"])
-        else:
-            errors.append(line)
-            errors[:] = errors[-40:]
-    out = proc.stdout.read()
-    if proc.wait() != 0:
+                errors.append(line)
+                errors[:] = errors[-40:]
+        out = proc.stdout.read()
+    if proc.returncode != 0:
         raise child_error(proc.returncode, errors, name)
     return json.loads(out.strip().splitlines()[-1])
