@@ -153,3 +153,17 @@ def test_segment_length_option_and_file_url_root(compressor, tiny_model: Path, t
     assert rc == 2 and "--encoder-key" in err and short["encoder_key"] in err
     rc, _, err, result = run_cli("export", "--corpus", "c", "--root", plain_root, "--out", str(tmp_path / "o.parquet"), "--encoder-key", short["encoder_key"])
     assert rc == 0 and result["rows"] == len(segments)
+
+
+def test_progress_ticks_at_every_segment_step_not_only_per_batch(compressor, tiny_model: Path, tmp_path: Path, root: str) -> None:
+    from lloco_core.config import CompressConfig
+    from lloco_core.model.compress import compress
+
+    text = make_text(7, 300)
+    source = write_docs(tmp_path / "src", {"long": text, "short": make_text(8, 20)})
+    assert run_cli("ingest", str(source), "--corpus", "c", "--root", root)[0] == 0
+    calls: list[tuple[int, int]] = []
+    summary = compress(CompressConfig(root=root, corpus="c", model=str(tiny_model), device="cpu", batch_size=2), on_batch=lambda d, t: calls.append((d, t)))
+    steps = len(chunk(token_ids(compressor.tokenizer, text), 32))
+    assert steps >= 3 and len([c for c in calls if c[0] == 0]) == steps, "one tick per segment step of the batch (the long document sets the count)"
+    assert sum(d for d, _ in calls) == 2 and sum(t for _, t in calls) == summary.tokens

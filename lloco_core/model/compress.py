@@ -126,7 +126,8 @@ class ShardResult:
 
 
 BatchProgress = Callable[[int, int], None]
-"""`on_batch(documents, tokens)`: called after each forward pass with what it encoded."""
+"""`on_batch(documents, tokens)`: called after each segment step of a batch with its tokens (documents
+0), and once the batch is done with its documents (tokens 0)."""
 
 
 def compress_shard(
@@ -204,10 +205,11 @@ def _encode_and_commit(
     summaries = {}
     with compressor.lock:
         for batch in plan_batches([[len(t) for t in doc] for doc in token_ids], settings, batch_size, batch_positions):
-            outs = summarize_documents(compressor.model, [token_ids[d] for d in batch], settings.accumulate_summary)
+            on_step = None if on_batch is None else (lambda tokens: on_batch(0, tokens))  # tokens as each segment step ends
+            outs = summarize_documents(compressor.model, [token_ids[d] for d in batch], settings.accumulate_summary, on_step)
             summaries.update({refs[d].doc_id: out for d, out in zip(batch, outs)})
             if on_batch is not None:
-                on_batch(len(batch), sum(len(t) for d in batch for t in token_ids[d]))
+                on_batch(len(batch), 0)
     rows: dict[str, list[Any]] = {k: [] for k in ("doc_id", "doc_sha256", "segment_index", "token_start", "token_end", "text")}
     for ref in refs:
         for seg in segmented[ref.doc_id]:

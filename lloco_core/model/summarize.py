@@ -18,7 +18,7 @@ each row equals its unbatched result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -74,7 +74,8 @@ def encode_segment(
 
 
 def encode_segments(
-    model: LlamaAutoCompressorModel, documents: Sequence[Sequence[Sequence[int]]], accumulate: bool | None = None, gradient_segments: int | None = None
+    model: LlamaAutoCompressorModel, documents: Sequence[Sequence[Sequence[int]]], accumulate: bool | None = None, gradient_segments: int | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[torch.Tensor]:
     """Summaries for each document: a list (per document) of tensors [n_segments, S, H], with autograd.
 
@@ -82,6 +83,8 @@ def encode_segments(
     together; documents with fewer segments drop out of later steps. With `gradient_segments = k`
     the softprompt entering segments k, 2k, ... is detached: gradients reach the summaries of at
     most k consecutive segments through the recurrence (each summary still gets its own gradient).
+    `on_step(tokens)` is called after each step with the segment tokens it encoded (progress within
+    a batch of long documents, which can take minutes on CPU).
     """
     if accumulate is None:
         accumulate = bool(getattr(model.config, "accumulate_summary", True))
@@ -99,10 +102,14 @@ def encode_segments(
             summary = result.summaries[row]
             outputs[d].append(summary)
             softprompts[d] = torch.cat([softprompts[d], summary]) if accumulate else summary
+        if on_step is not None:
+            on_step(sum(len(documents[d][step]) for d in active))
     return [torch.stack(segs) if segs else summary_embeds.new_zeros(0, S, H) for segs in outputs]
 
 
 @torch.inference_mode()
-def summarize_documents(model: LlamaAutoCompressorModel, documents: list[list[list[int]]], accumulate: bool | None = None) -> list[torch.Tensor]:
+def summarize_documents(
+    model: LlamaAutoCompressorModel, documents: list[list[list[int]]], accumulate: bool | None = None, on_step: Callable[[int], None] | None = None
+) -> list[torch.Tensor]:
     """`encode_segments` for inference (compress): no autograd, same numbers."""
-    return encode_segments(model, documents, accumulate)
+    return encode_segments(model, documents, accumulate, on_step=on_step)
