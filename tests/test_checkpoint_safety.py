@@ -195,9 +195,11 @@ def test_every_zero_stage_resumes_bit_identically(tmp_path: Path, stage: int, bf
         assert torch.equal(got[name], want[name]), name
 
 
-def test_deepspeed_load_of_a_planted_checkpoint_runs_nothing(tmp_path: Path) -> None:
-    """A loop that calls engine.load_checkpoint itself (no CheckpointStore) is protected too."""
-    engine = _engine(2, False)
+@pytest.mark.parametrize("stage", [0, 2, 3])
+def test_deepspeed_load_of_a_planted_checkpoint_runs_nothing(tmp_path: Path, stage: int) -> None:
+    """A loop that calls engine.load_checkpoint itself (no CheckpointStore) is protected too, for
+    every file each ZeRO stage writes (stage 3 partitions the module states as well)."""
+    engine = _engine(stage, False)
     _steps(engine, 2)
     engine.save_checkpoint(str(tmp_path), tag="t", save_latest=False, exclude_frozen_parameters=True)
     marker = tmp_path / "ran"
